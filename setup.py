@@ -15,6 +15,7 @@ setup(
         "orbax-checkpoint>=0.11",
         "tensorflow-cpu>=2.16",
         "tensorflow-datasets>=4.9.6",
+        "tensorboard>=2.16",
         "ml-collections>=0.1.1",
         "dm-pix>=0.4.3",
         "absl-py",

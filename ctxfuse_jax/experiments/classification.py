@@ -1,0 +1,81 @@
+"""Supervised classification stages: one game shape shared by pretraining, linear probes and fusion.
+
+Every such stage trains some players so that `predict(forward, images, train)` classifies well;
+only who the players are and which of them move differs between the stages of an experiment.
+"""
+
+from typing import Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from ctxfuse_jax.data import pipeline
+from ctxfuse_jax.data.augment import augment
+from ctxfuse_jax.evaluate.scoring import score_split
+from ctxfuse_jax.train import losses
+from ctxfuse_jax.train.forward import Forward
+from ctxfuse_jax.train.loop import Stage
+from ctxfuse_jax.train.optim import make_optimizer
+from ctxfuse_jax.train.state import PlayerSpec, TrainState
+from ctxfuse_jax.train.steps import Update, make_eval_step
+
+Predict = Callable[[Forward, jax.Array, bool], jax.Array]
+
+
+def schedule(train_config: ml_collections.ConfigDict, split_size: int) -> tuple[int, int]:
+    """(total steps, steps per epoch), derived at run time from epochs and the split's size."""
+    if train_config.num_epochs <= 0:
+        raise ValueError(f"num_epochs must be positive, got {train_config.num_epochs}")
+    per_epoch = pipeline.steps_per_epoch(split_size, train_config.batch_size)
+    return max(1, int(round(train_config.num_epochs * per_epoch))), per_epoch
+
+
+def optimizer_for(train_config: ml_collections.ConfigDict, split_size: int):
+    total, per_epoch = schedule(train_config, split_size)
+    return make_optimizer(train_config.optimizer, total, per_epoch)
+
+
+def classification_update(predict: Predict, moving: tuple[str, ...],
+                          train_config: ml_collections.ConfigDict) -> Update:
+    """Mean cross entropy of `predict` on augmented images, descended by the `moving` players."""
+    smoothing = train_config.label_smoothing
+    aug = train_config.augment
+
+    def loss(forward: Forward, batch, rng):
+        images = augment(pipeline.to_unit_float(batch["image"]), rng, aug.flip, aug.crop_padding)
+        logits = predict(forward, images, True)
+        loss = jnp.mean(losses.softmax_cross_entropy(logits, batch["label"], smoothing))
+        return loss, {"accuracy": jnp.mean(losses.correct(logits, batch["label"]))}
+
+    return Update(players=moving, loss=loss)
+
+
+def classification_metrics(predict: Predict):
+    """Per-example accuracy, loss and prediction entropy, for `make_eval_step`."""
+
+    def metrics(forward: Forward, batch):
+        logits = predict(forward, pipeline.to_unit_float(batch["image"]), False)
+        return {"accuracy": losses.correct(logits, batch["label"]),
+                "loss": losses.softmax_cross_entropy(logits, batch["label"]),
+                "entropy": losses.entropy(logits)}
+
+    return metrics
+
+
+def classification_stage(name: str, specs: Mapping[str, PlayerSpec], predict: Predict,
+                         moving: tuple[str, ...], init_state: Callable[[], TrainState],
+                         train_split: pipeline.ArraySplit, test_split: pipeline.ArraySplit,
+                         train_config: ml_collections.ConfigDict, seed: int,
+                         mesh: jax.sharding.Mesh, fingerprint: Mapping) -> Stage:
+    """A resumable stage training `moving` players, evaluated on `test_split` at the end."""
+    total, _ = schedule(train_config, len(train_split))
+    eval_step = jax.jit(make_eval_step(specs, classification_metrics(predict)))
+    return Stage(
+        name=name, specs=specs,
+        updates=[classification_update(predict, moving, train_config)],
+        init_state=init_state,
+        batches=lambda start: pipeline.train_batches(train_split, train_config.batch_size, seed, start),
+        num_steps=total,
+        fingerprint={**fingerprint, "train": train_config.to_dict(), "seed": seed},
+        evaluate=lambda state: score_split(eval_step, state, test_split, train_config.batch_size, mesh))

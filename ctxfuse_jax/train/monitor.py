@@ -1,0 +1,51 @@
+"""What a long run tells the world: metrics to TensorBoard and JSONL, a progress line to a person."""
+
+import json
+import os
+import sys
+import time
+from typing import Mapping, TextIO
+
+import tensorflow as tf
+
+
+class MetricWriter:
+    """Writes scalars to `workdir/metrics.jsonl` and to TensorBoard event files under `workdir/tb`."""
+
+    def __init__(self, workdir: str):
+        os.makedirs(workdir, exist_ok=True)
+        self._jsonl_path = os.path.join(workdir, "metrics.jsonl")
+        self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tb"))
+
+    def write(self, step: int, scalars: Mapping[str, float]) -> None:
+        with open(self._jsonl_path, "a") as f:
+            f.write(json.dumps({"step": step, **{k: float(v) for k, v in scalars.items()}}) + "\n")
+        with self._tb.as_default():
+            for name, value in scalars.items():
+                tf.summary.scalar(name, float(value), step=step)
+        self._tb.flush()
+
+
+class Progress:
+    """A progress line with steps/s and ETA, measured since this process started the stage."""
+
+    def __init__(self, name: str, total_steps: int, start_step: int, stream: TextIO = sys.stderr):
+        self._name, self._total, self._stream = name, total_steps, stream
+        self._start_step, self._start_time = start_step, time.monotonic()
+
+    def report(self, step: int, scalars: Mapping[str, float]) -> str:
+        elapsed = time.monotonic() - self._start_time
+        rate = (step - self._start_step) / elapsed if elapsed > 0 else 0.0
+        eta = (self._total - step) / rate if rate > 0 else float("nan")
+        values = "  ".join(f"{k} {v:.4g}" for k, v in scalars.items())
+        line = (f"[{self._name}] step {step}/{self._total} ({100 * step / self._total:.0f}%)  {values}  "
+                f"| {rate:.2f} steps/s  ETA {_clock(eta)}")
+        print(line, file=self._stream, flush=True)
+        return line
+
+
+def _clock(seconds: float) -> str:
+    if seconds != seconds:  # NaN: no rate measured yet.
+        return "?"
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

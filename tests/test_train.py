@@ -1,0 +1,181 @@
+"""The trainer on tiny models: frozen players, min-max updates, resume, NaN stop, exact eval."""
+
+import os
+import signal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from ctxfuse_jax.data.pipeline import ArraySplit
+from ctxfuse_jax.evaluate.scoring import score_split
+from ctxfuse_jax.train import sharding
+from ctxfuse_jax.train.checkpoint import CheckpointError
+from ctxfuse_jax.train.loop import Interrupted, LoopOptions, Stage, run_stage
+from ctxfuse_jax.train.state import PlayerSpec, init_variables, new_train_state
+from ctxfuse_jax.train.steps import Update, make_eval_step, make_train_step
+
+
+class TinyNet(nn.Module):
+    """Conv + BN + dense: enough to exercise params, batch stats and dropout-free training."""
+
+    num_classes: int = 3
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = nn.Conv(4, (3, 3))(x)
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+        return nn.Dense(self.num_classes)(jnp.mean(nn.relu(x), axis=(1, 2)))
+
+
+class Scalar(nn.Module):
+    """A player that is a single number, for hand-worked game dynamics."""
+
+    init_value: float
+
+    @nn.compact
+    def __call__(self, train: bool = False):
+        return self.param("value", lambda _: jnp.asarray(self.init_value))
+
+
+def _toy_split(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    images = rng.integers(0, 50, (n, 8, 8, 3)).astype(np.uint8) + (labels * 60)[:, None, None, None].astype(np.uint8)
+    return ArraySplit({"image": images, "label": labels})
+
+
+def _supervised_stage(name="clf", split=None, num_steps=12, lr=0.1, frozen_extra=True):
+    split = split or _toy_split()
+    net = TinyNet()
+    specs = {"clf": PlayerSpec(net, optax.sgd(lr, momentum=0.9))}
+    if frozen_extra:
+        specs["frozen"] = PlayerSpec(TinyNet())
+    sample = jnp.zeros((1, 8, 8, 3))
+
+    def init_state():
+        variables = {n: init_variables(s.module, jax.random.PRNGKey(i), sample) for i, (n, s) in enumerate(specs.items())}
+        return new_train_state(specs, variables, jax.random.PRNGKey(42))
+
+    def loss(forward, batch, rng):
+        x = batch["image"].astype(jnp.float32) / 255.0
+        logits = forward("clf", x, train=True)
+        if frozen_extra:
+            logits = logits + 0.1 * forward("frozen", x, train=True)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean(), {}
+
+    def batches(start):
+        from ctxfuse_jax.data.pipeline import train_batches
+        return train_batches(split, 8, seed=0, start_step=start)
+
+    return Stage(name=name, specs=specs, updates=[Update(("clf",), loss)], init_state=init_state,
+                 batches=batches, num_steps=num_steps, fingerprint={"model": "tiny", "lr": lr})
+
+
+def test_frozen_player_is_bit_identical_and_has_no_optimizer_state(tmp_path):
+    stage = _supervised_stage()
+    initial = stage.init_state()
+    result = run_stage(stage, str(tmp_path), sharding.make_mesh(), LoopOptions(log_every=5, checkpoint_every=100))
+    frozen = jax.device_get(result.state.players["frozen"])
+    assert frozen.opt_state is None
+    for a, b in zip(jax.tree.leaves(initial.players["frozen"]), jax.tree.leaves(frozen)):
+        np.testing.assert_array_equal(a, b)
+    moved = jax.device_get(result.state.players["clf"])
+    assert not np.array_equal(moved.params["Dense_0"]["kernel"], initial.players["clf"].params["Dense_0"]["kernel"])
+    # The moving player's BN statistics were updated from the batches.
+    assert not np.array_equal(moved.batch_stats["BatchNorm_0"]["mean"],
+                              initial.players["clf"].batch_stats["BatchNorm_0"]["mean"])
+
+
+def test_min_max_updates_follow_hand_worked_dynamics():
+    # f(a, b) = a * b; `a` descends f, then `b` ascends f against the *updated* a. SGD, lr 0.1.
+    specs = {"a": PlayerSpec(Scalar(1.0), optax.sgd(0.1)), "b": PlayerSpec(Scalar(1.0), optax.sgd(0.1))}
+    value = lambda forward: forward("a") * forward("b")
+    updates = [Update(("a",), lambda fw, batch, rng: (value(fw), {}), name="min"),
+               Update(("b",), lambda fw, batch, rng: (-value(fw), {}), name="max")]
+    variables = {n: s.module.init(jax.random.PRNGKey(0)) for n, s in specs.items()}
+    state = new_train_state(specs, variables, jax.random.PRNGKey(0))
+    step = jax.jit(make_train_step(specs, updates))
+    state, metrics = step(state, {})
+    a1, b1 = 1.0 - 0.1 * 1.0, 1.0 + 0.1 * 0.9
+    assert float(state.players["a"].params["value"]) == pytest.approx(a1)
+    assert float(state.players["b"].params["value"]) == pytest.approx(b1)
+    assert float(metrics["min/loss"]) == pytest.approx(1.0)
+    assert float(metrics["max/loss"]) == pytest.approx(-0.9)
+    state, _ = step(state, {})
+    a2 = a1 - 0.1 * b1
+    assert float(state.players["a"].params["value"]) == pytest.approx(a2)
+    assert float(state.players["b"].params["value"]) == pytest.approx(b1 + 0.1 * a2)
+    assert int(state.step) == 2
+
+
+def test_moving_a_frozen_or_unknown_player_is_refused():
+    specs = {"a": PlayerSpec(Scalar(1.0))}
+    with pytest.raises(ValueError, match="frozen player 'a'"):
+        make_train_step(specs, [Update(("a",), lambda fw, b, r: (fw("a"), {}))])
+    with pytest.raises(ValueError, match="unknown player 'z'"):
+        make_train_step(specs, [Update(("z",), lambda fw, b, r: (fw("a"), {}))])
+
+
+def test_interrupted_run_resumes_to_identical_params(tmp_path):
+    mesh = sharding.make_mesh()
+    options = LoopOptions(log_every=3, checkpoint_every=4)
+    straight = run_stage(_supervised_stage(), str(tmp_path / "straight"), mesh, options)
+
+    stage = _supervised_stage()
+    original = stage.batches
+
+    def batches_with_sigterm(start):
+        for i, batch in enumerate(original(start)):
+            if start + i == 6:  # The signal lands while step 7 is being prepared.
+                os.kill(os.getpid(), signal.SIGTERM)
+            yield batch
+
+    interrupted = Stage(**{**stage.__dict__, "batches": batches_with_sigterm})
+    with pytest.raises(Interrupted) as stop:
+        run_stage(interrupted, str(tmp_path / "resumed"), mesh, options)
+    assert stop.value.exit_code == 128 + signal.SIGTERM
+    saved_steps = sorted(int(d) for d in os.listdir(tmp_path / "resumed" / "clf" / "checkpoints") if d.isdigit())
+    assert saved_steps[-1] == 7
+    resumed = run_stage(_supervised_stage(), str(tmp_path / "resumed"), mesh, options)
+    for a, b in zip(jax.tree.leaves(jax.device_get(straight.state)), jax.tree.leaves(jax.device_get(resumed.state))):
+        np.testing.assert_array_equal(a, b)
+    # A complete stage is skipped, not retrained.
+    again = run_stage(_supervised_stage(), str(tmp_path / "resumed"), mesh, options)
+    assert int(again.state.step) == 12
+
+
+def test_checkpoint_from_other_configuration_or_corrupt_is_refused(tmp_path):
+    mesh = sharding.make_mesh()
+    run_stage(_supervised_stage(num_steps=4), str(tmp_path), mesh, LoopOptions(log_every=2, checkpoint_every=2))
+    with pytest.raises(CheckpointError, match="lr: saved 0.1, now 0.5"):
+        run_stage(_supervised_stage(num_steps=8, lr=0.5), str(tmp_path), mesh, LoopOptions())
+    ckpt = tmp_path / "clf" / "checkpoints" / "4"
+    for root, _, files in os.walk(ckpt / "state"):
+        for f in files:
+            with open(os.path.join(root, f), "wb") as fh:
+                fh.write(b"garbage")
+    with pytest.raises(CheckpointError, match="checkpoints/4"):
+        run_stage(_supervised_stage(num_steps=8), str(tmp_path), mesh, LoopOptions())
+
+
+def test_nan_loss_stops_with_clear_error(tmp_path):
+    split = _toy_split()
+    stage = _supervised_stage(split=split, lr=1e30)
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        run_stage(stage, str(tmp_path), sharding.make_mesh(), LoopOptions(log_every=1))
+
+
+def test_eval_scores_every_example_exactly_once():
+    split = _toy_split(n=21)  # Not a multiple of the batch size.
+    specs = {"clf": PlayerSpec(TinyNet())}
+    variables = {"clf": init_variables(TinyNet(), jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 3)))}
+    state = new_train_state(specs, variables, jax.random.PRNGKey(0))
+    eval_step = jax.jit(make_eval_step(specs, lambda fw, b: {"label": b["label"], "first_pixel": b["image"][:, 0, 0, 0]}))
+    result = score_split(eval_step, state, split, 8, sharding.make_mesh())
+    assert result["count"] == 21
+    assert result["label"] == pytest.approx(split.arrays["label"].mean())
+    assert result["first_pixel"] == pytest.approx(split.arrays["image"][:, 0, 0, 0].mean())
