@@ -1,0 +1,45 @@
+"""Supervised training of one zoo backbone: the simplest experiment, and a template for others."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from ctxfuse_jax.data.sources import load_labelled
+from ctxfuse_jax.experiments.classification import classification_stage, optimizer_for
+from ctxfuse_jax.models.registry import build_model
+from ctxfuse_jax.train import sharding
+from ctxfuse_jax.train.loop import LoopOptions, run_stage
+from ctxfuse_jax.train.state import PlayerSpec, count_params, init_variables, new_train_state
+
+
+def model_kwargs(model_config: ml_collections.ConfigDict) -> dict:
+    return {k: v for k, v in model_config.items() if k != "name"}
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    mesh = sharding.make_mesh()
+    sharding.check_batch_size(config.train.batch_size, mesh)
+    data = load_labelled(config.data)
+    model = build_model(config.model.name, num_classes=data.num_classes, **model_kwargs(config.model))
+    specs = {"classifier": PlayerSpec(model, optimizer_for(config.train, len(data.train)))}
+    init_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed))
+    sample = jnp.zeros((1, *data.train.arrays["image"].shape[1:]), jnp.float32)
+
+    def init_state():
+        return new_train_state(specs, {"classifier": init_variables(model, init_rng, sample)}, train_rng)
+
+    stage = classification_stage(
+        "classifier", specs, lambda forward, images, train: forward("classifier", images, train=train),
+        ("classifier",), init_state, data.train, data.test, config.train, config.seed, mesh,
+        fingerprint={"model": config.model.to_dict(), "data": config.data.to_dict()})
+    result = run_stage(stage, workdir, mesh, LoopOptions(**config.loop))
+    results = {"test": result.metrics,
+               "num_params": count_params(result.state.players["classifier"].params),
+               "num_train": len(data.train), "num_test": len(data.test)}
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "results.json"), "w") as f:
+            json.dump(results, f, indent=2)
+    return results
