@@ -16,6 +16,7 @@ import pytest
 
 from ctxfuse_jax import models
 from ctxfuse_jax.models import INTERMEDIATES, PERTURBATIONS, features, variable_shapes
+from ctxfuse_jax.models.layers import IMAGENET_MEAN, IMAGENET_STD
 from ctxfuse_jax.models.registry import register_model
 
 TINY = 0.125  # 8 base channels
@@ -158,7 +159,8 @@ def test_perturbations_give_gradients_of_features(tiny_resnet):
     """GradCAM's ingredient: d logits / d feature, through a zero perturbation of it."""
     model, variables = tiny_resnet
     x = images()
-    zeros = {'avgpool': np.zeros((2, 64), np.float32), 'layer4': np.zeros((2, 1, 1, 64), np.float32)}
+    zeros = {'avgpool': np.zeros((2, 64), np.float32),
+             'layer4': np.zeros((2, 1, 1, 64), np.float32)}
 
     def summed_logits(perturbations):
         return model.apply({**variables, PERTURBATIONS: perturbations}, x).sum()
@@ -175,7 +177,7 @@ def test_models_normalise_their_inputs(tiny_resnet):
     model, variables = tiny_resnet
     x = images()
     raw = model.clone(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
-    standardised = (x - np.array(models.layers.IMAGENET_MEAN)) / np.array(models.layers.IMAGENET_STD)
+    standardised = (x - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
     np.testing.assert_allclose(model.apply(variables, x), raw.apply(variables, standardised),
                                atol=1e-5)
 
@@ -189,10 +191,11 @@ def test_training_updates_batch_statistics(tiny_resnet):
 
 
 def test_registry_builds_by_name_and_rejects_unknown_names():
-    assert {'resnet18', 'resnet34', 'resnet50', 'vgg16', 'vgg16_bn'} <= set(models.available_models())
+    names = {'resnet18', 'resnet34', 'resnet50', 'vgg16', 'vgg16_bn'}
+    assert names <= set(models.available_models())
     model = models.build_model('resnet34', num_classes=7, width=TINY)
     assert isinstance(model, models.ResNet) and model.num_classes == 7
-    with pytest.raises(ValueError, match=r"unknown model 'resnet19'; available: .*resnet18, resnet34"):
+    with pytest.raises(ValueError, match=r"unknown model 'resnet19'; available: .*resnet18, res"):
         models.build_model('resnet19')
     with pytest.raises(ValueError, match="'vgg16' is already registered"):
         register_model('vgg16')(models.VGG)

@@ -1,7 +1,8 @@
 """What every classifier in the zoo shares: named features, truncation, normalisation, pooling.
 
 A *feature* is any tensor a model passes through `tap`. Tapping it once makes it
-(a) readable: `model.apply(variables, x, mutable=[INTERMEDIATES])`, then `features(state[INTERMEDIATES])`;
+(a) readable: `_, state = model.apply(variables, x, mutable=[INTERMEDIATES])`, then
+    `features(state[INTERMEDIATES])`;
 (b) differentiable: pass `variables[PERTURBATIONS] = {name: zeros like the feature}` and the
     gradient w.r.t. those zeros is the gradient w.r.t. the feature (GradCAM);
 (c) a place to stop: a `Backbone` whose `stop_at` names one of its stages returns that stage's
@@ -138,6 +139,6 @@ class Backbone(nn.Module):
                                  dtype=self.dtype, param_dtype=self.param_dtype)
 
     def norm_def(self, train: bool) -> ModuleDef:
-        """BatchNorm matching torch (momentum 0.1 there is 0.9 here); running stats unless training."""
+        """BatchNorm as in torch (momentum 0.1 there is 0.9 here); running stats unless training."""
         return functools.partial(BatchNorm, use_running_average=not train, momentum=0.9,
                                  epsilon=1e-5, dtype=self.dtype, param_dtype=self.param_dtype)

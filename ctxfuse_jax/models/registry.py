@@ -1,4 +1,4 @@
-"""Models by name, so a config says `model='resnet18'` and a new model is a new entry, not a new trainer."""
+"""Models by name: a config says `model='resnet18'`; a new model is an entry, not a new trainer."""
 
 from collections.abc import Callable
 from typing import TypeVar

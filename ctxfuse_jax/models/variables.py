@@ -11,7 +11,6 @@ from flax import traverse_util
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 SEP = '/'
 _SHOWN = 8  # keys listed per kind of problem before "(+N more)"
@@ -39,18 +38,22 @@ def variable_shapes(model: nn.Module,
     return jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), image)
 
 
-def check_shapes(found: Mapping[str, tuple[int, ...]], expected: Mapping[str, tuple[int, ...]],
-                 what: str, *, allow_unexpected: bool = False,
-                 key_name: Callable[[str], str] = str) -> None:
+def check_structure(found: Mapping[str, Any], expected: Mapping[str, Any], what: str, *,
+                    allow_unexpected: bool = False, key_name: Callable[[str], str] = str) -> None:
     """Raises ValueError(`what` + each missing, unexpected and wrong-shaped key) if they differ.
 
-    `key_name` renders a key for the message, e.g. as the torch key it came from.
+    Values are anything with a `.shape` (arrays, ShapeDtypeStructs); `key_name` renders a key
+    for the message, e.g. as the torch key it came from.
     """
-    missing = [key_name(k) for k in sorted(expected.keys() - found.keys())]
-    unexpected = [] if allow_unexpected else [key_name(k) for k in sorted(found.keys() - expected.keys())]
-    wrong = [f'{key_name(k)} is {tuple(found[k])}, needs {tuple(expected[k])}'
-             for k in sorted(expected.keys() & found.keys())
-             if tuple(found[k]) != tuple(expected[k])]
+    def ordered(keys):  # grouped by module, whatever the collection
+        return sorted(keys, key=lambda k: (module_path(k), key_name(k)))
+
+    extra = set() if allow_unexpected else found.keys() - expected.keys()
+    missing = [key_name(k) for k in ordered(expected.keys() - found.keys())]
+    unexpected = [key_name(k) for k in ordered(extra)]
+    wrong = [f'{key_name(k)} is {tuple(found[k].shape)}, needs {tuple(expected[k].shape)}'
+             for k in ordered(expected.keys() & found.keys())
+             if tuple(found[k].shape) != tuple(expected[k].shape)]
     problems = [f'  {kind}: {_listing(keys)}' for kind, keys in
                 (('missing', missing), ('unexpected', unexpected), ('wrong shape', wrong)) if keys]
     if problems:
@@ -66,7 +69,6 @@ def restrict_variables(variables: Mapping[str, Any], model: nn.Module) -> dict[s
     """The part of a bigger model's `variables` that `model` (e.g. truncated by stop_at) uses."""
     flat = flatten(variables)
     expected = flatten(variable_shapes(model))
-    check_shapes({k: np.shape(v) for k, v in flat.items()},
-                 {k: v.shape for k, v in expected.items()},
-                 f'variables do not fit {type(model).__name__}', allow_unexpected=True)
+    check_structure(flat, expected, f'variables do not fit {type(model).__name__}',
+                    allow_unexpected=True)
     return unflatten({k: flat[k] for k in expected})
