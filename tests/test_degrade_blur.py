@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 
-from ctxfuse_jax.degrade import blurring, protocol, regions, shake
+from ctxfuse_jax.degrade import blurring, kernels, presets, protocol, regions, shake
 
 BATCH, HEIGHT, WIDTH = 3, 24, 30
 DENSE = {
@@ -141,6 +141,17 @@ def test_one_compilation_serves_a_sweep(compilations):
             blurring.blur(x, params).block_until_ready()
         assert len(compilations) == before
     assert len(compilations) > 0  # The listener does hear compilations.
+
+
+def test_a_preset_sweep_compiles_once(compilations):
+    x = jnp.zeros((4, 16, 16, 3), jnp.float32)  # A shape no other test uses.
+    for name in ("vasiljevic/defocus", "imagenet_c/motion_blur", "joshi/gaussian"):
+        levels = presets.get_preset(name).levels
+        levels[0][1](x, jax.random.key(0)).block_until_ready()
+        before = len(compilations)
+        for i, (_, degradation) in enumerate(levels[1:]):
+            degradation(x, jax.random.key(i)).block_until_ready()
+        assert len(compilations) == before, name
 
 
 def test_region_restricted_blur_leaves_the_rest_bit_identical(images):
