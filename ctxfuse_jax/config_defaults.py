@@ -28,7 +28,16 @@ def loop(log_every: int = 50, checkpoint_every: int = 500, eval_every: int = 0) 
                                           eval_every=eval_every))
 
 
-def embedded_data(variant: str = "objects", image_size: int = 64, data_dir: str = "") -> ml_collections.ConfigDict:
-    """The offline embedded dataset; `data_dir=''` means the default cache directory."""
+def embedded_data(variant: str = "objects", image_size: int = 64, num_examples: int = 0, context: float = 0.7,
+                  seed: int = 0, data_dir: str = "") -> ml_collections.ConfigDict:
+    """The offline embedded dataset. `num_examples=0`: the variant's default size; `data_dir=''`:
+    TFDS's default directory; `context`: how strongly scenes follow the object's supercategory."""
     return ml_collections.ConfigDict(dict(name="embedded", variant=variant, image_size=image_size,
+                                          num_examples=num_examples, context=context, seed=seed,
                                           data_dir=data_dir))
+
+
+def coco_data(image_size: int = 224, seed: int = 0, data_dir: str = "", cache_dir: str = "") -> ml_collections.ConfigDict:
+    """Pruned MS COCO 2017 from a prepared TFDS `data_dir`; the subset index is cached in `cache_dir`."""
+    return ml_collections.ConfigDict(dict(name="coco", image_size=image_size, seed=seed, data_dir=data_dir,
+                                          cache_dir=cache_dir))

@@ -1,0 +1,66 @@
+"""Degradations: blur kernels and their batched application, noise, JPEG / JPEG 2000, and
+ImageNet-9 background variants. Images are float32 NHWC in [0, 1].
+
+    params = degrade.blur_params('disk', batch_size=32, radius=radii)   # per-image radii
+    blurred = degrade.blur(images, params)                               # jitted, on device
+    kept = degrade.composite(images, blurred, degrade.box_mask(boxes, 224, 224), 'foreground')
+    preset = degrade.get_preset('imagenet_c/defocus_blur')              # by name, from configs
+    out = degrade.degrade(images, preset['3'], key, mask=mask, region='background')
+"""
+
+from ctxfuse_jax.degrade.backgrounds import VARIANTS, background_variant
+from ctxfuse_jax.degrade.blurring import BlurParams, blur, blur_params, convolve, gaussian_blur, mix
+from ctxfuse_jax.degrade.compress import jpeg, jpeg2000
+from ctxfuse_jax.degrade.kernels import FAMILIES, get_family, kernel, support_for
+from ctxfuse_jax.degrade.noise import gaussian_noise
+from ctxfuse_jax.degrade.presets import (
+    PRESETS,
+    Blur,
+    Chain,
+    Jpeg,
+    Jpeg2000,
+    Noise,
+    Preset,
+    Uniform,
+    degrade,
+    get_preset,
+)
+from ctxfuse_jax.degrade.protocol import CANONICAL_SCALE, blur_at_scale, quantize
+from ctxfuse_jax.degrade.regions import REGIONS, box_mask, composite
+from ctxfuse_jax.degrade.shake import shake_bank, shake_kernel
+
+__all__ = [
+    "CANONICAL_SCALE",
+    "FAMILIES",
+    "PRESETS",
+    "REGIONS",
+    "VARIANTS",
+    "Blur",
+    "BlurParams",
+    "Chain",
+    "Jpeg",
+    "Jpeg2000",
+    "Noise",
+    "Preset",
+    "Uniform",
+    "background_variant",
+    "blur",
+    "blur_at_scale",
+    "blur_params",
+    "box_mask",
+    "composite",
+    "convolve",
+    "degrade",
+    "gaussian_blur",
+    "gaussian_noise",
+    "get_family",
+    "get_preset",
+    "jpeg",
+    "jpeg2000",
+    "kernel",
+    "mix",
+    "quantize",
+    "shake_bank",
+    "shake_kernel",
+    "support_for",
+]

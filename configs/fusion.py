@@ -1,0 +1,72 @@
+"""Contextual fusion (seed 000): the main job.
+
+    python -m ctxfuse_jax.main --config=configs/fusion.py --workdir=workdirs/fusion        # embedded data, CPU
+    python -m ctxfuse_jax.main --config=configs/fusion.py:smoke --workdir=/tmp/fusion_smoke  # ~1 minute
+    python -m ctxfuse_jax.main --config=configs/fusion.py:coco --workdir=workdirs/coco \\
+        --config.data.data_dir=~/tensorflow_datasets \\
+        --config.streams.fg.weights=resnet18_imagenet.npz --config.streams.bg.weights=resnet18_places365.npz
+
+On the embedded dataset the two streams are pretrained here (FG on object crops, BG on object-free
+scenes); with `:coco` they are converted PyTorch weights (ImageNet FG, Places365 BG).
+"""
+
+import ml_collections
+
+from ctxfuse_jax import config_defaults as defaults
+
+PRESETS = ("default", "smoke", "coco")
+
+# The paper cuts both streams before their last conv stage and head: ResNet18's `layer3` output
+# (256 channels, 1/16 resolution) keeps object- and scene-specific features at a spatial size the
+# two fusion convolutions can still work on.
+CUT = "layer3"
+
+
+def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
+    preset = preset or "default"
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r} for configs/fusion.py; choose one of {PRESETS}")
+    config = ml_collections.ConfigDict()
+    config.experiment = "fusion"
+    config.seeds = (0,)
+    config.data = defaults.embedded_data("objects", image_size=64)
+    config.streams = ml_collections.ConfigDict(dict(
+        arch="resnet18", width=0.25, cut=CUT,
+        fg=dict(weights="", data=defaults.embedded_data("object_crops", image_size=64),
+                train=defaults.train(num_epochs=6, batch_size=64, learning_rate=0.1)),
+        bg=dict(weights="", data=defaults.embedded_data("scenes", image_size=64),
+                train=defaults.train(num_epochs=3, batch_size=64, learning_rate=0.1)),
+    ))
+    config.heads = ml_collections.ConfigDict(dict(
+        fusion_features=64,
+        train=defaults.train(num_epochs=8, batch_size=64, learning_rate=0.05, crop_padding=0),
+    ))
+    # Sigmas at the paper's 224 px scale (its Figure 5 sweep); scaled to the actual image size.
+    config.sweep = ml_collections.ConfigDict(dict(
+        sigmas=(0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0), reference_size=224,
+        regions=("foreground", "all"), batch_size=128))
+    config.loop = defaults.loop(log_every=25, checkpoint_every=200)
+
+    if preset == "smoke":
+        tiny = dict(image_size=32, num_examples=256)
+        config.data.update(tiny)
+        config.streams.width = 0.125
+        for role in ("fg", "bg"):
+            config.streams[role].data.update(tiny)
+            config.streams[role].train.num_epochs = 1
+            config.streams[role].train.batch_size = 32
+        config.heads.fusion_features = 16
+        config.heads.train.num_epochs = 1
+        config.heads.train.batch_size = 32
+        config.sweep.sigmas = (0.0, 6.0, 12.0)
+        config.sweep.batch_size = 64
+        config.loop.log_every = 2
+    elif preset == "coco":
+        config.data = defaults.coco_data(image_size=224)
+        config.streams.width = 1.0
+        config.streams.fg.weights = "resnet18_imagenet.npz"
+        config.streams.bg.weights = "resnet18_places365.npz"
+        config.heads.fusion_features = 256
+        config.heads.train = defaults.train(num_epochs=20, batch_size=64, learning_rate=0.01, crop_padding=0)
+        config.sweep.batch_size = 64
+    return config

@@ -1,0 +1,75 @@
+"""Classification datasets by name, read into memory: the embedded dataset and pruned MS COCO.
+
+Every source returns the same `Labelled` shape, so experiments never ask where data came from.
+`label` is always the training target (the scene type for the embedded `scenes` variant).
+"""
+
+import dataclasses
+from typing import Callable
+
+import ml_collections
+import numpy as np
+
+from ctxfuse_jax.data import pipeline
+
+
+@dataclasses.dataclass(frozen=True)
+class Labelled:
+    """Train and test splits in memory plus the names and maps reports and test sets need."""
+
+    train: pipeline.ArraySplit
+    test: pipeline.ArraySplit
+    class_names: tuple[str, ...]
+    supercategory_names: tuple[str, ...]
+    class_supercategory: np.ndarray  # class index -> supercategory index; empty for scene targets
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def _embedded(config: ml_collections.ConfigDict) -> Labelled:
+    from ctxfuse_jax.data.embedded import examples, load_embedded
+    from ctxfuse_jax.data.embedded.taxonomy import embedded_info
+
+    info = embedded_info()
+    options = dict(image_size=config.image_size, data_dir=config.data_dir or None, seed=config.seed,
+                   context=config.context, num_examples=config.num_examples or None)
+
+    def split(name: str) -> pipeline.ArraySplit:
+        dataset = load_embedded(config.variant, name, **options)
+        if config.variant == examples.SCENES:
+            dataset = dataset.map(lambda ex: {"image": ex["image"], "label": ex["scene"], "scene": ex["scene"]})
+            return pipeline.materialize(dataset, ("image", "label", "scene"))
+        return pipeline.materialize(dataset, pipeline.STANDARD_KEYS)
+
+    if config.variant == examples.SCENES:
+        return Labelled(split("train"), split("test"), info.scene_names, info.supercategory_names,
+                        np.asarray(info.scene_supercategory))
+    return Labelled(split("train"), split("test"), info.class_names, info.supercategory_names,
+                    np.asarray(info.class_supercategory))
+
+
+def _coco(config: ml_collections.ConfigDict) -> Labelled:
+    from ctxfuse_jax.data import coco, coco_classes
+    from ctxfuse_jax.data.coco_pruning import PruningConfig
+
+    index = coco.prepare_index(PruningConfig(seed=config.seed), data_dir=config.data_dir or None,
+                               cache_dir=config.cache_dir or coco.DEFAULT_CACHE_DIR)
+
+    def split(name: str) -> pipeline.ArraySplit:
+        dataset = coco.load_split(index, name, data_dir=config.data_dir or None)
+        return pipeline.materialize(dataset, pipeline.STANDARD_KEYS, image_size=config.image_size)
+
+    return Labelled(split(coco.TRAIN), split(coco.TEST), tuple(index.class_names),
+                    coco_classes.SUPERCATEGORY_NAMES, np.asarray(index.class_supercategory))
+
+
+SOURCES: dict[str, Callable[[ml_collections.ConfigDict], Labelled]] = {"embedded": _embedded, "coco": _coco}
+
+
+def load_labelled(config: ml_collections.ConfigDict) -> Labelled:
+    """The dataset `config.name` with its options; unknown names list the valid ones."""
+    if config.name not in SOURCES:
+        raise ValueError(f"unknown dataset {config.name!r}; choose one of {sorted(SOURCES)}")
+    return SOURCES[config.name](config)

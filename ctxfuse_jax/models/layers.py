@@ -1,0 +1,144 @@
+"""What every classifier in the zoo shares: named features, truncation, normalisation, pooling.
+
+A *feature* is any tensor a model passes through `tap`. Tapping it once makes it
+(a) readable: `_, state = model.apply(variables, x, mutable=[INTERMEDIATES])`, then
+    `features(state[INTERMEDIATES])`;
+(b) differentiable: pass `variables[PERTURBATIONS] = {name: zeros like the feature}` and the
+    gradient w.r.t. those zeros is the gradient w.r.t. the feature (GradCAM);
+(c) a place to stop: a `Backbone` whose `stop_at` names one of its stages returns that stage's
+    output and never creates the layers after it.
+
+Feature names follow torchvision's module names, with '_' before an index and '/' for nesting
+(`layer3`, `layer1_0/bn1`, `features_30`, `avgpool`), so a torch user finds them where expected.
+"""
+
+from collections.abc import Callable, Mapping, Sequence
+import functools
+from typing import Any, ClassVar
+
+from flax import traverse_util
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+ModuleDef = Any
+Dtype = Any
+Stage = tuple[str, Callable[[Array], Array]]
+
+INTERMEDIATES = 'intermediates'
+PERTURBATIONS = 'perturbations'
+# A module's own output is tapped as OUT inside its scope: a Flax scope cannot hold a variable
+# and a submodule of the same name, so the parent cannot tap it under the module's name.
+OUT = 'out'
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# torchvision initialises every conv with kaiming_normal_(mode='fan_out', nonlinearity='relu').
+CONV_INIT = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+
+
+def tap(module: nn.Module, name: str, x: Array) -> Array:
+    """Makes `x` the feature `name` of `module` (see the module docstring); returns it."""
+    # Keep only the latest value, so intermediates and perturbation gradients share one layout.
+    module.sow(INTERMEDIATES, name, x, init_fn=lambda: None, reduce_fn=lambda _, new: new)
+    # Perturb when asked: given a zero for this feature, or told to make them. Never in `init`,
+    # which would hand out batch-shaped zeros as if they were weights.
+    asked = module.has_variable(PERTURBATIONS, name) or (
+        module.is_mutable_collection(PERTURBATIONS) and not module.is_initializing())
+    return module.perturb(name, x, PERTURBATIONS) if asked else x
+
+
+def features(tree: Mapping[str, Any]) -> dict[str, Array]:
+    """Flattens a tapped collection (intermediates, perturbation gradients) to {name: array}."""
+    return {'/'.join(path[:-1] if path[-1] == OUT else path): value
+            for path, value in traverse_util.flatten_dict(tree).items()}
+
+
+class BatchNorm(nn.BatchNorm):
+    """nn.BatchNorm whose output is a feature: seed 000 studies PCA of BN features under blur."""
+
+    @nn.compact
+    def __call__(self, x: Array, use_running_average: bool | None = None, **kwargs) -> Array:
+        return tap(self, OUT, super().__call__(x, use_running_average, **kwargs))
+
+
+def normalize(x: Array, mean: Sequence[float], std: Sequence[float], dtype: Dtype) -> Array:
+    """[0, 1] pixels -> standardised inputs, in float32 before casting to the compute dtype."""
+    x = jnp.asarray(x, jnp.float32)
+    return ((x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)).astype(dtype)
+
+
+def adaptive_avg_pool(x: Array, size: tuple[int, int]) -> Array:
+    """torch's AdaptiveAvgPool2d on NHWC: any input size gives a `size` map (VGG's 7x7)."""
+    if x.shape[1:3] == size:
+        return x
+    rows, cols = _pool_matrix(x.shape[1], size[0]), _pool_matrix(x.shape[2], size[1])
+    return jnp.einsum('ih,jw,nhwc->nijc', rows.astype(x.dtype), cols.astype(x.dtype), x,
+                      precision=jax.lax.Precision.HIGHEST)
+
+
+def _pool_matrix(length: int, bins: int) -> np.ndarray:
+    """Averaging weights of torch's bins: bin i covers [floor(i*L/n), ceil((i+1)*L/n))."""
+    weights = np.zeros((bins, length), np.float32)
+    for i in range(bins):
+        start, stop = i * length // bins, -(-(i + 1) * length // bins)
+        weights[i, start:stop] = 1.0 / (stop - start)
+    return weights
+
+
+class Backbone(nn.Module):
+    """A classifier as named stages and a linear head, normalising its own inputs.
+
+    Subclasses say which stages they have (`stages`) and what their head is called. Channel
+    counts are scaled by `width` (0.125 -> 8 base channels) for tiny CPU runs; `num_classes=None`
+    returns the pooled pre-logits features; `stop_at` truncates after the stage of that name.
+    """
+
+    num_classes: int | None = 1000
+    width: float = 1.0
+    stop_at: str | None = None
+    mean: Sequence[float] = IMAGENET_MEAN
+    std: Sequence[float] = IMAGENET_STD
+    conv: ModuleDef = nn.Conv
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    head_name: ClassVar[str]
+
+    def stages(self, train: bool) -> list[Stage]:
+        """The named stages, in order; each creates its layers only when called."""
+        raise NotImplementedError
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool = False) -> Array:
+        stages = self.stages(train)
+        names = [name for name, _ in stages]
+        if self.stop_at is not None and self.stop_at not in names:
+            raise ValueError(f'{type(self).__name__} cannot stop at {self.stop_at!r}; '
+                             f'its stages are {names}')
+        x = normalize(x, self.mean, self.std, self.dtype)
+        for name, stage in stages:
+            x = tap(self, name, stage(x))
+            if name == self.stop_at:
+                return x
+        if self.num_classes is None:
+            return x
+        return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype,
+                        name=self.head_name)(x)
+
+    def channels(self, base: int) -> int:
+        """`base` channels of the full-width network, scaled by `width`."""
+        return max(1, int(base * self.width))
+
+    def conv_def(self, use_bias: bool) -> ModuleDef:
+        """The pluggable convolution, configured like torchvision's."""
+        return functools.partial(self.conv, use_bias=use_bias, kernel_init=CONV_INIT,
+                                 dtype=self.dtype, param_dtype=self.param_dtype)
+
+    def norm_def(self, train: bool) -> ModuleDef:
+        """BatchNorm as in torch (momentum 0.1 there is 0.9 here); running stats unless training."""
+        return functools.partial(BatchNorm, use_running_average=not train, momentum=0.9,
+                                 epsilon=1e-5, dtype=self.dtype, param_dtype=self.param_dtype)

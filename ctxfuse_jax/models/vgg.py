@@ -1,0 +1,74 @@
+"""torchvision's VGG, with and without BN, keeping torch's layer indices as module names.
+
+Stages (feature names, possible `stop_at` values): the five max-pools ('features_4', ...,
+'features_30' without BN; 'features_6', ..., 'features_43' with BN), 'avgpool' (adaptive 7x7,
+so any input size works), 'classifier_2' and 'classifier_5' (fc6 and fc7 after dropout, the
+latter the pre-logits). Within them: every ReLU and BN output under its torch index
+('features_1', 'classifier_1', ...).
+"""
+
+from collections.abc import Sequence
+import functools
+from typing import ClassVar
+
+import flax.linen as nn
+
+from ctxfuse_jax.models.layers import Array, Backbone, ModuleDef, Stage, adaptive_avg_pool, tap
+from ctxfuse_jax.models.registry import register_model
+
+POOL_SIZE = (7, 7)
+VGG16_LAYERS = (64, 64, 'M', 128, 128, 'M', 256, 256, 256, 'M',
+                512, 512, 512, 'M', 512, 512, 512, 'M')
+
+
+class VGG(Backbone):
+    """VGG from torchvision's layer list: channel counts, 'M' for a 2x2 max-pool (default VGG16)."""
+
+    layers: Sequence[int | str] = VGG16_LAYERS
+    batch_norm: bool = False
+    dropout_rate: float = 0.5
+
+    head_name: ClassVar[str] = 'classifier_6'
+
+    def stages(self, train: bool) -> list[Stage]:
+        conv = self.conv_def(use_bias=True)
+        norm = self.norm_def(train) if self.batch_norm else None
+        stages, convs, index = [], [], 0
+        for layer in self.layers:
+            if layer == 'M':
+                stages.append((f'features_{index}',
+                               functools.partial(self.conv_block, tuple(convs), conv, norm)))
+                convs, index = [], index + 1
+            else:
+                convs.append((index, self.channels(layer)))
+                index += 3 if self.batch_norm else 2
+        return [
+            *stages,
+            ('avgpool', functools.partial(adaptive_avg_pool, size=POOL_SIZE)),
+            ('classifier_2', functools.partial(self.fully_connected, 0, train)),
+            ('classifier_5', functools.partial(self.fully_connected, 3, train)),
+        ]
+
+    def conv_block(self, convs: Sequence[tuple[int, int]], conv: ModuleDef,
+                   norm: ModuleDef | None, x: Array) -> Array:
+        """3x3 convs (each at torch index i, then BN, then ReLU), then a 2x2/2 max-pool."""
+        for index, channels in convs:
+            x = conv(channels, (3, 3), padding=1, name=f'features_{index}')(x)
+            if norm is not None:
+                x = norm(name=f'features_{index + 1}')(x)
+            relu = index + (1 if norm is None else 2)
+            x = tap(self, f'features_{relu}', nn.relu(x))
+        return nn.max_pool(x, (2, 2), (2, 2))
+
+    def fully_connected(self, index: int, train: bool, x: Array) -> Array:
+        """Linear (torch index `index`), ReLU, dropout; flattens the pooled map in HWC order."""
+        x = x.reshape(x.shape[0], -1)
+        x = nn.Dense(self.channels(4096), dtype=self.dtype, param_dtype=self.param_dtype,
+                     name=f'classifier_{index}')(x)
+        x = tap(self, f'classifier_{index + 1}', nn.relu(x))
+        return nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+
+
+VGG16 = register_model('vgg16')(functools.partial(VGG, layers=VGG16_LAYERS))
+VGG16BN = register_model('vgg16_bn')(
+    functools.partial(VGG, layers=VGG16_LAYERS, batch_norm=True))
