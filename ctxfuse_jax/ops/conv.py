@@ -21,29 +21,28 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ctxfuse_jax.ops.windows import Window, explicit_padding, taps
+
 ConvFn = Callable[..., jax.Array]
 ModuleDef = Any
 
 NHWC = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
 _LAX_CONV = inspect.signature(lax.conv_general_dilated)
+# Fewer input channels than this (RGB) are too narrow to be the vectorised dimension of a GEMM.
+MIN_VECTOR_CHANNELS = 16
 
 
 @dataclasses.dataclass(frozen=True)
 class Geometry:
     """A 2-D NHWC/HWIO convolution without input dilation or groups: all the CPU path handles."""
 
-    strides: tuple[int, int]
-    padding: tuple[tuple[int, int], tuple[int, int]]
-    dilation: tuple[int, int]
+    window: Window
     precision: Any = None
 
     def xla(self, x: jax.Array, w: jax.Array) -> jax.Array:
-        return lax.conv_general_dilated(x, w, self.strides, self.padding, rhs_dilation=self.dilation,
-                                        dimension_numbers=NHWC, precision=self.precision)
-
-    def output_hw(self, input_hw: tuple[int, ...], kernel_hw: tuple[int, ...]) -> tuple[int, int]:
-        return tuple((size + lo + hi - (k - 1) * d - 1) // s + 1 for size, k, (lo, hi), d, s
-                     in zip(input_hw, kernel_hw, self.padding, self.dilation, self.strides))
+        return lax.conv_general_dilated(x, w, self.window.strides, self.window.padding,
+                                        rhs_dilation=self.window.dilation, dimension_numbers=NHWC,
+                                        precision=self.precision)
 
 
 def geometry(lhs: jax.Array, rhs: jax.Array, *args: Any, **kwargs: Any) -> Geometry | None:
@@ -57,28 +56,14 @@ def geometry(lhs: jax.Array, rhs: jax.Array, *args: Any, **kwargs: Any) -> Geome
         return None
     if lax.conv_dimension_numbers(lhs.shape, rhs.shape, a["dimension_numbers"]) != NHWC:
         return None
-    strides = tuple(a["window_strides"])
-    dilation = tuple(a["rhs_dilation"] or (1, 1))
-    padding = a["padding"]
-    if isinstance(padding, str):
-        dilated_kernel = [(k - 1) * d + 1 for k, d in zip(rhs.shape[:2], dilation)]
-        padding = lax.padtype_to_pads(lhs.shape[1:3], dilated_kernel, strides, padding)
-    return Geometry(strides, tuple(tuple(p) for p in padding), dilation, a["precision"])
-
-
-def _taps(x: jax.Array, kernel_hw: tuple[int, ...], geom: Geometry) -> list[jax.Array]:
-    """What each kernel tap (row-major over kh, kw) sees: [N, OH, OW, C] strided slices of x."""
-    (oh, ow), (sh, sw), (dh, dw) = geom.output_hw(x.shape[1:3], kernel_hw), geom.strides, geom.dilation
-    padded = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (*geom.padding[0], 0), (*geom.padding[1], 0), (0, 0, 0)])
-    n, _, _, c = padded.shape
-    return [lax.slice(padded, (0, i * dh, j * dw, 0), (n, i * dh + (oh - 1) * sh + 1, j * dw + (ow - 1) * sw + 1, c),
-                      (1, sh, sw, 1))
-            for i in range(kernel_hw[0]) for j in range(kernel_hw[1])]
+    strides, dilation = tuple(a["window_strides"]), tuple(a["rhs_dilation"] or (1, 1))
+    padding = explicit_padding(a["padding"], lhs.shape[1:3], rhs.shape[:2], strides, dilation)
+    return Geometry(Window(strides, padding, dilation), a["precision"])
 
 
 def _gemm_forward(x: jax.Array, w: jax.Array, geom: Geometry) -> jax.Array:
     """im2col x GEMM: patches [N, OH, OW, KH*KW*C] (HWIO order) times the kernel as a matrix."""
-    patches = jnp.concatenate(_taps(x, w.shape[:2], geom), axis=-1)
+    patches = jnp.concatenate(taps(x, w.shape[:2], geom.window), axis=-1)
     y = lax.dot_general(patches, w.reshape(-1, w.shape[-1]), (((3,), (0,)), ((), ())),
                         precision=geom.precision, preferred_element_type=jnp.float32)
     return y.astype(x.dtype)
@@ -95,11 +80,18 @@ def _forward(x: jax.Array, w: jax.Array, geom: Geometry, gemm: bool) -> jax.Arra
 
 
 def _filter_grad(x: jax.Array, w: jax.Array, g: jax.Array, geom: Geometry) -> jax.Array:
-    """dL/dW[kh, kw] = tap(kh, kw)^T g, contracting batch and output positions: one GEMM per tap."""
+    """dL/dW[kh, kw] = tap(kh, kw)^T g, contracting batch and output positions: one GEMM per tap.
+
+    As g^T tap ([O, C]) each tap is read in its own layout, 1.2-1.5x faster than tap^T g; but then
+    C is the vectorised dimension, too narrow for an RGB input (C=3: 2x slower), so those keep tap^T g.
+    """
     contract = (((0, 1, 2), (0, 1, 2)), ((), ()))
-    per_tap = [lax.dot_general(tap, g, contract, precision=geom.precision, preferred_element_type=jnp.float32)
-               for tap in _taps(x, w.shape[:2], geom)]
-    return jnp.stack(per_tap).reshape(w.shape).astype(w.dtype)
+    thin = x.shape[-1] < MIN_VECTOR_CHANNELS
+    per_tap = [lax.dot_general(*((tap, g) if thin else (g, tap)), contract, precision=geom.precision,
+                               preferred_element_type=jnp.float32)
+               for tap in taps(x, w.shape[:2], geom.window)]
+    dw = jnp.stack(per_tap)
+    return (dw if thin else dw.transpose(0, 2, 1)).reshape(w.shape).astype(w.dtype)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
