@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from jax import lax
 
+from ctxfuse_jax.models import build_model
 from ctxfuse_jax.ops.conv import conv_module, cpu_conv, fast_conv, geometry
 
 NHWC = ("NHWC", "HWIO", "NHWC")
@@ -61,10 +62,11 @@ def _assert_close(actual, expected, rtol):
         np.testing.assert_allclose(a, e, rtol=0, atol=rtol * scale, err_msg=name)
 
 
-@pytest.mark.parametrize("batch", [1, 3])
+# Narrow (RGB-like) and wide input channels take differently oriented filter-gradient GEMMs.
+@pytest.mark.parametrize("batch,features", [(1, (5, 6)), (3, (16, 8))])
 @pytest.mark.parametrize("kernel,stride,padding,dilation,size", CASES)
-def test_matches_xla_convolution_and_its_gradients(kernel, stride, padding, dilation, size, batch):
-    x, w = _problem(batch, size, kernel)
+def test_matches_xla_convolution_and_its_gradients(kernel, stride, padding, dilation, size, batch, features):
+    x, w = _problem(batch, size, kernel, features)
     kwargs = dict(window_strides=(stride, stride), padding=padding, rhs_dilation=(dilation, dilation))
     expected = _value_and_grads(lax.conv_general_dilated, x, w, **kwargs)
     _assert_close(_value_and_grads(cpu_conv, x, w, **kwargs), expected, rtol=1e-5)
@@ -103,6 +105,12 @@ def test_flax_conv_uses_it_through_the_module_attribute():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=1e-4), *grads)
     with pytest.raises(ValueError, match="unknown convolution"):
         conv_module("fast")
+
+
+def test_models_compute_with_the_convolution_a_config_names():
+    assert build_model("resnet18").conv.keywords["conv_general_dilated"] is fast_conv
+    assert build_model("resnet18", conv="xla").conv.keywords["conv_general_dilated"] is lax.conv_general_dilated
+    assert build_model("vgg16", conv="cpu").conv.keywords["conv_general_dilated"] is cpu_conv
 
 
 @pytest.mark.parametrize("kwargs", [
