@@ -53,11 +53,11 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
         config.streams.width = 0.125
         for role in ("fg", "bg"):
             config.streams[role].data.update(tiny)
-            config.streams[role].train.num_epochs = 1
-            config.streams[role].train.batch_size = 32
+            config.streams[role].train.update(num_epochs=1, batch_size=32)
+            config.streams[role].train.optimizer.warmup_epochs = 0.0
         config.heads.fusion_features = 16
-        config.heads.train.num_epochs = 1
-        config.heads.train.batch_size = 32
+        config.heads.train.update(num_epochs=1, batch_size=32)
+        config.heads.train.optimizer.warmup_epochs = 0.0
         config.sweep.sigmas = (0.0, 6.0, 12.0)
         config.sweep.batch_size = 64
         config.loop.log_every = 2
