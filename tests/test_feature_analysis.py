@@ -1,8 +1,9 @@
-"""Grad-CAM on named features, against independent references.
+"""Grad-CAM and feature PCA on named features, against independent references.
 
 Grad-CAM is checked against a PyTorch Grad-CAM with forward/backward hooks on the same two-stream
 fusion network, and against the closed form it has when the layer is followed by average pooling
-and a linear head (there it is Zhou et al.'s class activation map).
+and a linear head (there it is Zhou et al.'s class activation map). PCA is checked against
+scikit-learn and the blur shift by hand.
 Weights are drawn with numpy from traced shapes: `init` on XLA:CPU compiles slowly.
 """
 
@@ -11,11 +12,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from sklearn.decomposition import PCA as SklearnPCA
 import torch
 import torch.nn.functional as F
 
-from ctxfuse_jax.evaluate import apply_tapped, gradcam
-from ctxfuse_jax.models import build_model
+from ctxfuse_jax.evaluate import apply_tapped, blur_pca, blur_shift, fit_pca, gradcam, pooled_features
+from ctxfuse_jax.models import INTERMEDIATES, build_model, features
 from ctxfuse_jax.models.fusion import FusionHead, LinearProbe
 from ctxfuse_jax.models.layers import BatchNorm, tap
 
@@ -273,3 +275,61 @@ def test_unknown_feature_lists_the_available_ones():
     with pytest.raises(ValueError, match=r"perturbation of 'layer1_0/bn1' has shape \(1, 2, 2, 8\)"
                                          r"; the feature has shape \(1, 4, 4, 8\)"):
         apply_tapped(stream, variables, 'layer1_0/bn1', images, delta=np.zeros((1, 2, 2, 8)))
+
+
+# --- PCA ------------------------------------------------------------------------------------
+
+
+def test_pooled_features_are_channel_means_of_the_named_batch_norm():
+    stream = build_model('resnet18', num_classes=None, stop_at='layer1', width=0.125)
+    variables = random_variables(stream, spec(1, 16, 16, 3))
+    images = uniform_images(5, 16)
+    _, state = stream.apply(variables, images, mutable=[INTERMEDIATES])
+    expected = features(state[INTERMEDIATES])['layer1_1/bn2'].mean(axis=(1, 2))
+
+    pooled = pooled_features(stream, variables, images, 'layer1_1/bn2', batch_size=2)
+
+    assert pooled.shape == (5, 8)
+    np.testing.assert_allclose(pooled, expected, atol=1e-6)
+
+
+def test_pca_matches_scikit_learn_up_to_sign():
+    x = np.random.default_rng(0).normal(size=(40, 6)) @ np.diag([5, 3, 2, 1, 0.5, 0.1])
+    ours, theirs = fit_pca(x, 3), SklearnPCA(3, svd_solver='full').fit(x)
+    signs = np.sign(np.sum(ours.components * theirs.components_, axis=1))
+    np.testing.assert_allclose(ours.components, signs[:, None] * theirs.components_, atol=1e-10)
+    np.testing.assert_allclose(ours.explained_variance, theirs.explained_variance_, rtol=1e-10)
+    np.testing.assert_allclose(ours.project(x), signs * theirs.transform(x), atol=1e-10)
+    assert (ours.components[np.arange(3), np.abs(ours.components).argmax(axis=1)] > 0).all()
+
+
+def test_blur_shift_by_hand():
+    """Class 0 (spread 1) moves by 3; class 1 (spread 2) stays: ratios 3 and 0."""
+    sharp = np.array([[0, 0], [2, 0], [0, 0], [0, 4]], float)
+    blurred = sharp + np.array([[0, 3], [0, 3], [0, 0], [0, 0]])
+    shift = blur_shift(sharp, blurred, np.array([0, 0, 1, 1]))
+    np.testing.assert_allclose(shift.ratio, [3, 0])
+    assert shift.mean == pytest.approx(1.5)
+    np.testing.assert_array_equal(shift.classes, [0, 1])
+
+
+def test_blur_shift_does_not_depend_on_the_pca_rotation():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 10)
+    sharp = rng.normal(size=(30, 4)) + 5 * labels[:, None]
+    blurred = sharp + [2.0, 0, 0, 0] + 0.1 * rng.normal(size=(30, 4))
+    full = blur_shift(*blur_pca(sharp, blurred, n_components=4), labels)
+    np.testing.assert_allclose(full.ratio, blur_shift(sharp, blurred, labels).ratio)
+    projected = blur_pca(sharp, blurred)
+    assert projected[0].shape == projected[1].shape == (30, 2)
+
+
+@pytest.mark.parametrize('sharp, blurred, labels, message', [
+    (np.zeros((4, 2)), np.zeros((3, 2)), np.zeros(4), r'sharp \(4, 2\) and blurred \(3, 2\)'),
+    (np.zeros((4, 2)), np.zeros((4, 2)), np.zeros(3), r'labels must have shape \(4,\)'),
+    (np.zeros(4), np.zeros(4), np.zeros(4), r'must be a non-empty \(N, D\) array'),
+    (np.eye(2), np.eye(2), np.array([0, 1]), 'class 0 needs at least two distinct'),
+])
+def test_blur_shift_rejects_bad_inputs(sharp, blurred, labels, message):
+    with pytest.raises(ValueError, match=message):
+        blur_shift(sharp, blurred, labels)
