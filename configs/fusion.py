@@ -45,6 +45,10 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
     config.sweep = ml_collections.ConfigDict(dict(
         sigmas=(0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0), reference_size=224,
         regions=("foreground", "all"), batch_size=128))
+    # Figures 2 and 4: Grad-CAM on each classifier's last conv layer; PCA of the last BN kept in a stream.
+    config.analysis = ml_collections.ConfigDict(dict(
+        gradcam_images=6, joint_cam_layer="fuse_relu2", pca_feature="layer3_1/bn2", pca_classes=4,
+        pca_images_per_class=25, pca_sigma=12.0))
     config.loop = defaults.loop(log_every=25, checkpoint_every=200)
 
     if preset == "smoke":
