@@ -57,7 +57,7 @@ def scipy_blur(image: np.ndarray, family: str, params: degrade.BlurParams) -> np
     if family == "gaussian":
         sigma = float(params.values[0, 0])
         return ndi.gaussian_filter(image, (sigma, sigma, 0), mode="reflect")
-    kernel = np.asarray(degrade.blurring.make_kernels(params)[0])
+    kernel = np.asarray(degrade.make_kernels(params)[0])
     return ndi.convolve(image, kernel[:, :, None], mode="reflect")
 
 
