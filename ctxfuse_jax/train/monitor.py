@@ -6,18 +6,27 @@ import sys
 import time
 from typing import Mapping, TextIO
 
+import jax
 import tensorflow as tf
 
 
 class MetricWriter:
-    """Writes scalars to `workdir/metrics.jsonl` and to TensorBoard event files under `workdir/tb`."""
+    """Writes scalars to `workdir/metrics.jsonl` and to TensorBoard event files under `workdir/tb`.
+
+    Only host 0 writes: every host holds the same (globally reduced) numbers.
+    """
 
     def __init__(self, workdir: str):
+        self._active = jax.process_index() == 0
+        if not self._active:
+            return
         os.makedirs(workdir, exist_ok=True)
         self._jsonl_path = os.path.join(workdir, "metrics.jsonl")
         self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tb"))
 
     def write(self, step: int, scalars: Mapping[str, float]) -> None:
+        if not self._active:
+            return
         with open(self._jsonl_path, "a") as f:
             f.write(json.dumps({"step": step, **{k: float(v) for k, v in scalars.items()}}) + "\n")
         with self._tb.as_default():
