@@ -57,9 +57,9 @@ def head_module(model: str, config: ml_collections.ConfigDict, num_classes: int)
     return LinearProbe(num_classes)
 
 
-def _head_logits(fw, model: str, images, train: bool = False, head: str = "head"):
+def _head_logits(fw, images, train: bool = False, *, model: str):
     """A classifier's logits: its head applied to the features of the streams it uses."""
-    return fw(head, *[fw(f"{role}_stream", images) for role in STREAMS_OF[model]], train=train)
+    return fw("head", *[fw(f"{role}_stream", images) for role in STREAMS_OF[model]], train=train)
 
 
 def _seed_rngs(seed: int, index: int) -> tuple[jax.Array, jax.Array]:
