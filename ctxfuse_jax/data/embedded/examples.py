@@ -24,7 +24,7 @@ OBJECTS, OBJECT_CROPS, SCENES = "objects", "object_crops", "scenes"
 VARIANTS = (OBJECTS, OBJECT_CROPS, SCENES)
 DEFAULT_CONTEXT = 0.7  # P(own scene group) = 0.7 + 0.3 / 4 = 0.775: context helps but does not decide
 PLACEMENTS = {
-    OBJECTS: Placement(min_area=0.08, max_area=0.45),  # 0.45 < 0.5 leaves room for pixel rounding
+    OBJECTS: Placement(min_area=0.15, max_area=0.45),  # 0.45 < 0.5 leaves room for pixel rounding
     OBJECT_CROPS: Placement(min_area=0.45, max_area=0.85),
 }
 _INFO: EmbeddedInfo = embedded_info()

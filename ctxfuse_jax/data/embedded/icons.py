@@ -1,10 +1,10 @@
 """The 24 object classes as vector pictograms, drawn in a unit frame x, y in [-1, 1] (y down).
 
-An icon is a sequence of filled polygons painted in order with a colour *role*; the roles get
-random colours per example, so colour never tells the class. Classes are told apart by parts and
-markings a few pixels wide (fork tines, racket strings, spider legs, shell spirals, windows),
-which is exactly what blur removes, while coarse silhouettes (round, long, tall) recur across
-supercategories, so a blurred object does not give its supercategory away either.
+An icon is a sequence of parts (filled polygons and thick polylines) painted in order, each with a
+colour *role*; roles get random colours per example, so colour never tells the class. Classes are
+told apart by parts and markings a few pixels wide (fork tines, racket strings, spider legs, shell
+spirals, windows), which is exactly what blur removes, while coarse silhouettes (round, long, tall)
+recur across supercategories, so a blurred object does not give its supercategory away either.
 
 `clip=True` marks a marking: it only paints over what is already drawn, so stripes and spots
 never change the silhouette. The role `CUT` erases (holes in wheels, handles and rackets).
@@ -20,7 +20,7 @@ Point = tuple[float, float]
 
 
 class Paint(enum.IntEnum):
-    """Colour roles; `render` draws one colour per role and example."""
+    """Colour roles; the renderer picks one colour per role and example."""
 
     CUT = 0
     BODY = 1
@@ -103,7 +103,8 @@ def _fish() -> list[Part]:
 
 def _bird() -> list[Part]:
     return (polygon([(0.35, 0.05), (1.0, -0.25), (1.0, 0.2)])
-            + stroke([(-0.1, 0.4), (-0.15, 0.85), (-0.3, 0.88)], 0.05) + stroke([(0.15, 0.4), (0.15, 0.85), (0.0, 0.88)], 0.05)
+            + stroke([(-0.1, 0.4), (-0.15, 0.85), (-0.3, 0.88)], 0.05)
+            + stroke([(0.15, 0.4), (0.15, 0.85), (0.0, 0.88)], 0.05)
             + ellipse(0.0, 0.1, 0.55, 0.38) + ellipse(-0.5, -0.35, 0.27, 0.27)
             + polygon([(-0.72, -0.45), (-1.0, -0.33), (-0.72, -0.25)], ACCENT)
             + polygon([(-0.25, 0.0), (0.45, -0.15), (0.2, 0.3)], DARK, clip=True)
@@ -186,7 +187,8 @@ def _bicycle() -> list[Part]:
             wheels += stroke([(cx - x, 0.3 - y), (cx + x, 0.3 + y)], 0.025, DARK)
     return (wheels + stroke([rear, crank, seat, rear], 0.07, BODY) + stroke([seat, head, crank], 0.07, BODY)
             + stroke([head, front], 0.07, BODY) + stroke([seat, (-0.17, -0.42)], 0.05, DARK)
-            + stroke([(-0.32, -0.45), (-0.02, -0.45)], 0.1, DARK) + stroke([head, (0.35, -0.55), (0.55, -0.6)], 0.06, DARK)
+            + stroke([(-0.32, -0.45), (-0.02, -0.45)], 0.1, DARK)
+            + stroke([head, (0.35, -0.55), (0.55, -0.6)], 0.06, DARK)
             + stroke([crank, (0.12, 0.5)], 0.05, DARK))
 
 
@@ -222,7 +224,8 @@ def _bottle() -> list[Part]:
                      (0.35, -0.1), (0.35, 0.95)])
             + stroke([(-0.22, -0.05), (-0.22, 0.85)], 0.05, LIGHT, clip=True)
             + rect(-0.4, 0.1, 0.4, 0.6, LIGHT, clip=True)
-            + stroke([(-0.2, 0.25), (0.2, 0.25)], 0.06, DARK, clip=True) + stroke([(-0.2, 0.43), (0.08, 0.43)], 0.06, DARK, clip=True)
+            + stroke([(-0.2, 0.25), (0.2, 0.25)], 0.06, DARK, clip=True)
+            + stroke([(-0.2, 0.43), (0.08, 0.43)], 0.06, DARK, clip=True)
             + rect(-0.16, -0.97, 0.16, -0.75, ACCENT))
 
 
@@ -246,7 +249,8 @@ def _knife() -> list[Part]:
             + stroke([(0.13, 0.0), (0.13, -0.82)], 0.03, DARK, clip=True)
             + rect(-0.14, 0.1, 0.17, 0.9) + ellipse(0.015, 0.9, 0.155, 0.08)
             + rect(-0.16, 0.02, 0.19, 0.12, DARK)
-            + ellipse(0.015, 0.35, 0.045, 0.045, LIGHT, clip=True) + ellipse(0.015, 0.65, 0.045, 0.045, LIGHT, clip=True))
+            + ellipse(0.015, 0.35, 0.045, 0.045, LIGHT, clip=True)
+            + ellipse(0.015, 0.65, 0.045, 0.045, LIGHT, clip=True))
 
 
 def _spoon() -> list[Part]:
@@ -271,7 +275,8 @@ def _tennis_racket() -> list[Part]:
         strings += stroke([(cx + t * rx, cy - half * ry), (cx + t * rx, cy + half * ry)], 0.025, LIGHT)
         strings += stroke([(cx - half * rx, cy + t * ry), (cx + half * rx, cy + t * ry)], 0.025, LIGHT)
     return (ellipse(cx, cy, 0.5, 0.6) + ellipse(cx, cy, rx, ry, CUT) + strings
-            + stroke([(-0.3, 0.12), (0.0, 0.4), (0.3, 0.12)], 0.06, BODY) + stroke([(0.0, 0.35), (0.0, 0.95)], 0.13, DARK))
+            + stroke([(-0.3, 0.12), (0.0, 0.4), (0.3, 0.12)], 0.06, BODY)
+            + stroke([(0.0, 0.35), (0.0, 0.95)], 0.13, DARK))
 
 
 def _kite() -> list[Part]:
@@ -282,7 +287,8 @@ def _kite() -> list[Part]:
             + polygon([(0.0, -0.95), (0.55, -0.35), (0.0, 0.45), (-0.55, -0.35)])
             + polygon([(0.0, -0.95), (0.55, -0.35), (0.0, -0.35)], ACCENT, clip=True)
             + polygon([(0.0, 0.45), (-0.55, -0.35), (0.0, -0.35)], ACCENT, clip=True)
-            + stroke([(0.0, -0.95), (0.0, 0.45)], 0.04, DARK, clip=True) + stroke([(-0.55, -0.35), (0.55, -0.35)], 0.04, DARK, clip=True))
+            + stroke([(0.0, -0.95), (0.0, 0.45)], 0.04, DARK, clip=True)
+            + stroke([(-0.55, -0.35), (0.55, -0.35)], 0.04, DARK, clip=True))
 
 
 def _skateboard() -> list[Part]:
@@ -295,8 +301,9 @@ def _skateboard() -> list[Part]:
 
 
 def _surfboard() -> list[Part]:
-    outline = arc(0.0, 0.1, 0.3, 0.85, 0, 180) + [(-0.28, -0.2), (-0.15, -0.7), (0.0, -0.97), (0.15, -0.7), (0.28, -0.2)]
-    return (polygon(outline) + rect(-0.4, -0.35, 0.4, -0.22, ACCENT, clip=True) + rect(-0.4, -0.15, 0.4, -0.1, ACCENT, clip=True)
+    nose = [(-0.28, -0.2), (-0.15, -0.7), (0.0, -0.97), (0.15, -0.7), (0.28, -0.2)]
+    return (polygon(arc(0.0, 0.1, 0.3, 0.85, 0, 180) + nose)
+            + rect(-0.4, -0.35, 0.4, -0.22, ACCENT, clip=True) + rect(-0.4, -0.15, 0.4, -0.1, ACCENT, clip=True)
             + stroke([(0.0, -0.95), (0.0, 0.93)], 0.03, DARK, clip=True)
             + stroke([(0.0, 0.9), (0.15, 0.97), (0.3, 0.9)], 0.03, DARK))
 
@@ -304,7 +311,7 @@ def _surfboard() -> list[Part]:
 def _frisbee() -> list[Part]:
     return (ellipse(0.0, 0.0, 0.95, 0.5) + ellipse(0.0, 0.03, 0.8, 0.4, LIGHT, clip=True)
             + ellipse(0.0, 0.04, 0.68, 0.32, BODY, clip=True) + ellipse(0.0, 0.05, 0.42, 0.2, ACCENT, clip=True)
-            + polygon(_regular(0.0, 0.05, 0.16, 5) + [], DARK, clip=True))
+            + polygon(_regular(0.0, 0.05, 0.16, 5), DARK, clip=True))
 
 
 ICONS: dict[str, Icon] = {name: tuple(draw()) for name, draw in {

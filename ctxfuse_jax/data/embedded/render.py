@@ -16,7 +16,7 @@ from ctxfuse_jax.data.embedded.icons import Icon, Paint, Part
 
 SUPERSAMPLE = 4
 _WARP = 0.06  # amplitude of the smooth random deformation, in unit-frame units
-_MAX_SIDE = 0.95  # an object never touches two opposite image borders
+_MAX_SIDE = 0.95  # longest side of an object's box, as a fraction of the image side
 _SHADING = 0.25  # brightness change across the object from a random light direction
 
 
@@ -75,7 +75,7 @@ def _pose(icon: Icon, rng: np.random.Generator, placement: Placement) -> tuple[l
     shear = rng.uniform(-0.15, 0.15)
     flip = rng.choice([-1.0, 1.0])
     area = rng.uniform(placement.min_area, placement.max_area)
-    where = rng.uniform(size=2)
+    position = rng.uniform(size=2)
 
     c, s = np.cos(angle), np.sin(angle)
     linear = np.array([[c, -s], [s, c]]) @ np.array([[flip * aspect, shear], [0.0, 1.0 / aspect]])
@@ -89,7 +89,7 @@ def _pose(icon: Icon, rng: np.random.Generator, placement: Placement) -> tuple[l
     low, high = every.min(0), every.max(0)
     extent = high - low
     scale = min(np.sqrt(area / np.prod(extent)), _MAX_SIDE / extent.max())
-    offset = where * (1.0 - scale * extent) - scale * low
+    offset = position * (1.0 - scale * extent) - scale * low
     return [p * scale + offset for p in polygons], scale * np.sqrt(abs(np.linalg.det(linear)))
 
 
