@@ -125,7 +125,7 @@ def test_config_names_say_what_differs_from_the_defaults():
     assert builder_lib.embedded_config() is builder_lib.embedded_config(OBJECTS, 64)
     assert builder_lib.embedded_config(SCENES, 32).name == "scenes_32"
     custom = builder_lib.embedded_config(OBJECTS, 32, num_examples=40, seed=3, context=0.5)
-    assert custom.name == "objects_32_n40_seed3_context50"
+    assert custom.name == "objects_32_n40_seed3_context0p5"
     assert builder_lib.embedded_config(OBJECT_CROPS, 32, context=0.5).name == "object_crops_32"
     with pytest.raises(ValueError, match="unknown variant"):
         builder_lib.embedded_config("faces")

@@ -2,7 +2,7 @@
 
 Named configs are `{variant}_{image_size}` (e.g. `objects_64`, `object_crops_32`, `scenes_224`) with
 the default seed, size and context; `embedded_config` names any other choice after what differs
-(e.g. `objects_32_n96_seed3_context50`), so every choice gets its own directory in the cache.
+(e.g. `objects_32_n96_seed3_context0p5`), so every choice gets its own directory in the cache.
 Nothing is downloaded: `download_and_prepare` draws the images. Bump `VERSION` whenever the drawing
 code changes, so caches written by older code are not read as if they were current.
 """
@@ -29,7 +29,7 @@ class EmbeddedConfig(tfds.core.BuilderConfig):
 
     variant: str = examples.OBJECTS
     image_size: int = 64
-    num_examples: int = 4000
+    num_examples: int = DEFAULT_NUM_EXAMPLES[examples.OBJECTS]
     seed: int = _DEFAULT_SEED
     context: float = examples.DEFAULT_CONTEXT
 
@@ -55,7 +55,7 @@ def embedded_config(variant: str = examples.OBJECTS, image_size: int = 64, num_e
     if seed != _DEFAULT_SEED:
         name += f"_seed{seed}"
     if variant == examples.OBJECTS and context != examples.DEFAULT_CONTEXT:
-        name += f"_context{round(100 * context)}"
+        name += "_context" + f"{context:g}".replace(".", "p")
     return _NAMED_CONFIGS.get(name) or _config(name, variant, image_size, num_examples, seed, context)
 
 
@@ -93,7 +93,7 @@ class CtxfuseEmbedded(tfds.core.GeneratorBasedBuilder):
     BUILDER_CONFIGS = [_config(f"{variant}_{size}", variant, size, DEFAULT_NUM_EXAMPLES[variant])
                        for variant in examples.VARIANTS for size in IMAGE_SIZES]
     DEFAULT_CONFIG_NAME = "objects_64"
-    # TFDS 4.9 finds a builder's source through `importlib_resources`, which is not installed: say it.
+    # TFDS 4.9 looks for a builder's source file with `importlib_resources`, not installed here: give it.
     code_path = epath.Path(__file__)
 
     def _info(self) -> tfds.core.DatasetInfo:

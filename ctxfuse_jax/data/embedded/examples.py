@@ -46,7 +46,7 @@ class Recipe:
             raise ValueError(f"context is a probability, got {self.context}")
 
 
-def num_labels(variant: str) -> int:
+def _num_labels(variant: str) -> int:
     """Classes of the variant's target: object classes, or scene types for `scenes`."""
     return len(_INFO.scene_names if variant == SCENES else _INFO.class_names)
 
@@ -64,7 +64,7 @@ def sample_scene(rng: np.random.Generator, supercategory: int, context: float) -
 
 def make_example(recipe: Recipe, index: int) -> dict[str, np.ndarray | int]:
     """Example `index`; its target (class, or scene type) is `index` modulo the number of labels."""
-    target = index % num_labels(recipe.variant)
+    target = index % _num_labels(recipe.variant)
     which_scene, scene_looks, object_looks = (
         np.random.default_rng(s) for s in
         np.random.SeedSequence([recipe.seed, VARIANTS.index(recipe.variant), index]).spawn(3))
@@ -81,14 +81,14 @@ def make_example(recipe: Recipe, index: int) -> dict[str, np.ndarray | int]:
         "image": _to_uint8(np.where(mask[..., None], colours, background)),
         "label": target,
         "supercategory": supercategory,
-        "bbox": tight_box(mask),
+        "bbox": _tight_box(mask),
         "mask": mask[..., None].astype(np.uint8),
         "scene": scene,
         "background": _to_uint8(background),
     }
 
 
-def tight_box(mask: np.ndarray) -> np.ndarray:
+def _tight_box(mask: np.ndarray) -> np.ndarray:
     """[ymin, xmin, ymax, xmax] of the mask's pixels as fractions of the image (pixel edges)."""
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     if not rows.size:
