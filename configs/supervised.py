@@ -27,5 +27,6 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
         config.data.image_size = 32
         config.model.width = 0.125
         config.train.num_epochs = 1
+        config.train.optimizer.warmup_epochs = 0.0
         config.loop.log_every = 10
     return config
