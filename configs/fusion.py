@@ -23,9 +23,7 @@ CUT = "layer3"
 
 
 def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
-    preset = preset or "default"
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r} for configs/fusion.py; choose one of {PRESETS}")
+    preset = defaults.preset_name(preset, PRESETS, "configs/fusion.py")
     config = ml_collections.ConfigDict()
     config.experiment = "fusion"
     config.seeds = (0,)

@@ -13,9 +13,7 @@ PRESETS = ("default", "smoke")
 
 
 def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
-    preset = preset or "default"
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r} for configs/supervised.py; choose one of {PRESETS}")
+    preset = defaults.preset_name(preset, PRESETS, "configs/supervised.py")
     config = ml_collections.ConfigDict()
     config.experiment = "supervised"
     config.seed = 0
