@@ -1,4 +1,4 @@
-"""Installs ctxfuse_jax. Extras: cuda, tpu, tests, convert (reading .pth files needs no torch)."""
+"""Installs ctxfuse_jax. Extras: cuda, tpu, tests. Converting PyTorch weights needs no extra: .pth files are read without torch."""
 
 from setuptools import find_packages, setup
 

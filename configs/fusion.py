@@ -23,9 +23,7 @@ CUT = "layer3"
 
 
 def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
-    preset = preset or "default"
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r} for configs/fusion.py; choose one of {PRESETS}")
+    preset = defaults.preset_name(preset, PRESETS, "configs/fusion.py")
     config = ml_collections.ConfigDict()
     config.experiment = "fusion"
     config.seeds = (0,)
@@ -45,6 +43,10 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
     config.sweep = ml_collections.ConfigDict(dict(
         sigmas=(0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0), reference_size=224,
         regions=("foreground", "all"), batch_size=128))
+    # Figures 2 and 4: Grad-CAM on each classifier's last conv layer; PCA of the last BN kept in a stream.
+    config.analysis = ml_collections.ConfigDict(dict(
+        gradcam_images=6, joint_cam_layer="fuse_relu2", pca_feature="layer3_1/bn2", pca_classes=4,
+        pca_images_per_class=25, pca_sigma=12.0))
     config.loop = defaults.loop(log_every=25, checkpoint_every=200)
 
     if preset == "smoke":
@@ -53,11 +55,11 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
         config.streams.width = 0.125
         for role in ("fg", "bg"):
             config.streams[role].data.update(tiny)
-            config.streams[role].train.num_epochs = 1
-            config.streams[role].train.batch_size = 32
+            config.streams[role].train.update(num_epochs=1, batch_size=32)
+            config.streams[role].train.optimizer.warmup_epochs = 0.0
         config.heads.fusion_features = 16
-        config.heads.train.num_epochs = 1
-        config.heads.train.batch_size = 32
+        config.heads.train.update(num_epochs=1, batch_size=32)
+        config.heads.train.optimizer.warmup_epochs = 0.0
         config.sweep.sigmas = (0.0, 6.0, 12.0)
         config.sweep.batch_size = 64
         config.loop.log_every = 2

@@ -13,9 +13,7 @@ PRESETS = ("default", "smoke")
 
 
 def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
-    preset = preset or "default"
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r} for configs/supervised.py; choose one of {PRESETS}")
+    preset = defaults.preset_name(preset, PRESETS, "configs/supervised.py")
     config = ml_collections.ConfigDict()
     config.experiment = "supervised"
     config.seed = 0
@@ -27,5 +25,6 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
         config.data.image_size = 32
         config.model.width = 0.125
         config.train.num_epochs = 1
+        config.train.optimizer.warmup_epochs = 0.0
         config.loop.log_every = 10
     return config

@@ -4,7 +4,17 @@ Configs hold only choices; derived numbers (steps per epoch, warm-up steps, numb
 computed at run time from the data.
 """
 
+from typing import Sequence
+
 import ml_collections
+
+
+def preset_name(preset: str | None, presets: Sequence[str], config_file: str) -> str:
+    """The chosen preset (`default` when none is given); an unknown one lists the valid choices."""
+    preset = preset or "default"
+    if preset not in presets:
+        raise ValueError(f"unknown preset {preset!r} for {config_file}; choose one of {tuple(presets)}")
+    return preset
 
 
 def optimizer(name: str = "sgd", learning_rate: float = 0.1, momentum: float = 0.9, nesterov: bool = True,

@@ -6,10 +6,17 @@ import os
 import jax
 import ml_collections
 import tensorflow as tf
+import tensorflow_datasets as tfds
+from absl import logging
 
 
 def setup(distributed: bool) -> None:
-    """Call once before touching devices. tf.data only feeds the host, so TF must not grab GPU/TPU memory."""
+    """Call once before touching devices. tf.data only feeds the host, so TF must not grab GPU/TPU memory.
+
+    Library INFO logs (Orbax, TFDS) are silenced so the progress lines stay readable.
+    """
+    logging.set_verbosity(logging.WARNING)
+    tfds.disable_progress_bar()
     tf.config.set_visible_devices([], "GPU")
     tf.config.set_visible_devices([], "TPU")
     if distributed:

@@ -28,7 +28,8 @@ def test_box_variants_black_out_or_tile_the_box():
     only_bg_b = variant("only_bg_b", image, [0])[0]
     np.testing.assert_array_equal(only_bg_b[inside], 0)
     np.testing.assert_array_equal(only_bg_b[~inside], image[0, ..., 0][~inside])
-    np.testing.assert_array_equal(variant("only_fg", image, [0])[0], np.where(inside, image[0, ..., 0], 0))
+    only_fg = variant("only_fg", image, [0])[0]
+    np.testing.assert_array_equal(only_fg, np.where(inside, image[0, ..., 0], 0))
     np.testing.assert_array_equal(variant("no_fg", image, [0])[0], only_bg_b)
     np.testing.assert_array_equal(variant("original", image, [0])[0], image[0, ..., 0])
     # Strips: above 2 x 5 = 10, below 1 x 5, left 6 x 1, right 6 x 2 = 12 -> columns 3..4,

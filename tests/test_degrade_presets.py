@@ -24,7 +24,7 @@ def _param(degradation, name):
 
 def test_imagenet_c_presets_hold_the_published_severities():
     def values(preset, read):
-        return [read(d) for _, d in presets.get_preset(preset).levels]
+        return [read(d) for d in presets.get_preset(preset).levels.values()]
 
     assert values("imagenet_c/gaussian_blur", lambda d: _param(d, "sigma")) == [1, 2, 3, 4, 6]
     assert values("imagenet_c/defocus_blur", lambda d: _param(d, "radius")) == [3, 4, 6, 8, 10]
@@ -35,15 +35,14 @@ def test_imagenet_c_presets_hold_the_published_severities():
     assert values("imagenet_c/jpeg_compression", lambda d: d.quality) == [25, 18, 15, 10, 7]
     assert presets.get_preset("vasiljevic/defocus").labels == ("D2", "D4", "D6", "D8")
     assert presets.get_preset("vasiljevic/motion").labels == ("H4", "H8", "V4", "V8")
-    assert [_param(d, "sigma") for _, d in presets.get_preset("joshi/gaussian").levels] == list(
-        range(13)
-    )
+    joshi = presets.get_preset("joshi/gaussian").levels.values()
+    assert [_param(d, "sigma") for d in joshi] == list(range(13))
 
 
 @pytest.mark.parametrize("name", sorted(presets.PRESETS))
 def test_every_level_runs_and_keeps_images_valid(images, name):
     key = jax.random.key(0)
-    for _, degradation in presets.get_preset(name).levels:
+    for degradation in presets.get_preset(name).levels.values():
         out = np.asarray(presets.degrade(images, degradation, key))
         assert out.shape == SHAPE and out.dtype == np.float32
         assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
@@ -63,7 +62,7 @@ def test_severities_are_ordered(images, name):
     key = jax.random.key(1)
     errors = [
         float(jnp.mean(jnp.abs(presets.degrade(images, d, key) - images)))
-        for _, d in presets.get_preset(name).levels
+        for d in presets.get_preset(name).levels.values()
     ]
     assert errors == sorted(errors) and errors[0] > 0
 

@@ -1,15 +1,24 @@
 """Degradations: blur kernels and their batched application, noise, JPEG / JPEG 2000, and
 ImageNet-9 background variants. Images are float32 NHWC in [0, 1].
 
-    params = degrade.blur_params('disk', batch_size=32, radius=radii)   # per-image radii
-    blurred = degrade.blur(images, params)                               # jitted, on device
-    kept = degrade.composite(images, blurred, degrade.box_mask(boxes, 224, 224), 'foreground')
-    preset = degrade.get_preset('imagenet_c/defocus_blur')              # by name, from configs
-    out = degrade.degrade(images, preset['3'], key, mask=mask, region='background')
+    params = degrade.blur_params("disk", 32, radius=radii)  # one radius per image
+    blurred = degrade.blur(images, params)  # on device; a sweep of radii compiles once
+    mask = degrade.box_mask(boxes, 224, 224)
+    kept = degrade.composite(images, blurred, mask, "foreground")  # background bit-identical
+    preset = degrade.get_preset("imagenet_c/defocus_blur")  # by name, from configs
+    out = degrade.degrade(images, preset["3"], key, mask=mask, region="background")
 """
 
 from ctxfuse_jax.degrade.backgrounds import VARIANTS, background_variant
-from ctxfuse_jax.degrade.blurring import BlurParams, blur, blur_params, convolve, gaussian_blur, mix
+from ctxfuse_jax.degrade.blurring import (
+    BlurParams,
+    blur,
+    blur_params,
+    convolve,
+    gaussian_blur,
+    make_kernels,
+    mix,
+)
 from ctxfuse_jax.degrade.compress import jpeg, jpeg2000
 from ctxfuse_jax.degrade.kernels import FAMILIES, get_family, kernel, support_for
 from ctxfuse_jax.degrade.noise import gaussian_noise
@@ -58,6 +67,7 @@ __all__ = [
     "jpeg",
     "jpeg2000",
     "kernel",
+    "make_kernels",
     "mix",
     "quantize",
     "shake_bank",

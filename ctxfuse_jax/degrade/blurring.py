@@ -29,9 +29,9 @@ from jax.typing import ArrayLike
 from ctxfuse_jax.degrade import kernels as kernels_lib
 from ctxfuse_jax.degrade import shake
 
-# The folded Gaussian matrix sums this many reflections each way: exact while the kernel
-# reaches at most 4 image sides (sigma up to about the image side).
-_REFLECTIONS = 2
+# Gaussian taps are folded over offsets [-P n, P n) of an n-pixel side: exact while the kernel
+# reaches less than P sides (sigma up to P/4 of the side), renormalised beyond.
+_PERIODS = 5
 # f32 matmuls at full precision also on TPU / GPU, whose defaults drop to bf16 / tf32.
 _PRECISION = jax.lax.Precision.HIGHEST
 
@@ -154,15 +154,18 @@ def make_kernels(params: BlurParams) -> jax.Array:
 def _folded_gaussian(sigma: jax.Array, n: int) -> jax.Array:
     """(n, n) matrix of 1-D Gaussian blur with a reflect border: out = matrix @ line.
 
-    Entry (i, j) sums the taps at offsets m - i of every pixel m of the reflected line that
-    lands on pixel j: m = j + 2 n k and m = -1 - j + 2 n k (scipy's 'reflect'), |k| <= R.
+    Reflecting a line of n pixels (scipy's 'reflect') repeats it with period 2 n: pixel m of
+    the extended line is pixel j for m = j and m = -1 - j, modulo 2 n. So entry (i, j) sums
+    the taps at offsets m - i = j - i and -1 - j - i modulo 2 n: fold the taps modulo 2 n
+    once (a few thousand values), then read the matrix out of the folded taps.
     """
-    i = jnp.arange(n, dtype=jnp.float32)[:, None]
-    j = jnp.arange(n, dtype=jnp.float32)[None, :]
-    matrix = jnp.zeros((n, n), jnp.float32)
-    for k in range(-_REFLECTIONS, _REFLECTIONS + 1):
-        for m in (j + 2 * n * k, -1 - j + 2 * n * k):
-            matrix += kernels_lib.gaussian_weights(sigma, m - i)
+    period = 2 * n
+    offsets = jnp.arange(-_PERIODS * n, _PERIODS * n, dtype=jnp.float32)
+    folded = kernels_lib.gaussian_weights(sigma, offsets).reshape(_PERIODS, period).sum(axis=0)
+    i = jnp.arange(n)[:, None]
+    j = jnp.arange(n)[None, :]
+    # folded[p] holds the offsets congruent to p - _PERIODS * n.
+    matrix = folded[(j - i + _PERIODS * n) % period] + folded[(-1 - j - i + _PERIODS * n) % period]
     return matrix / matrix.sum(axis=1, keepdims=True)
 
 
@@ -173,8 +176,8 @@ def gaussian_blur(images: jax.Array, sigma: ArrayLike) -> jax.Array:
     _, height, width, _ = images.shape
     rows = jax.vmap(_folded_gaussian, (0, None))(sigma, height)
     cols = rows if height == width else jax.vmap(_folded_gaussian, (0, None))(sigma, width)
-    out = jnp.einsum("bih,bhwc->biwc", rows, images.astype(jnp.float32), precision=_PRECISION)
-    out = jnp.einsum("bjw,biwc->bijc", cols, out, precision=_PRECISION)
+    x = images.astype(jnp.float32)
+    out = jnp.einsum("bih,bhwc,bjw->bijc", rows, x, cols, precision=_PRECISION)
     return out.astype(images.dtype)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import io
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -28,7 +29,12 @@ def _to_uint8(images: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * MAX_8BIT), tf.uint8)
 
 
-def _per_image(fn, images: ArrayLike, values: ArrayLike, dtype: tf.DType) -> tf.Tensor:
+def _per_image(
+    fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
+    images: ArrayLike,
+    values: ArrayLike,
+    dtype: tf.DType,
+) -> tf.Tensor:
     """Apply fn(image_uint8, value) to one image or to each image of a batch, back to float."""
     images = _to_uint8(tf.convert_to_tensor(images, tf.float32))
     values = tf.convert_to_tensor(values, dtype)
@@ -52,7 +58,7 @@ def jpeg(images: ArrayLike, quality: ArrayLike) -> tf.Tensor:
 
 def _jpeg2000_numpy(image: np.ndarray, value: np.float32, mode: str) -> np.ndarray:
     buffer = io.BytesIO()
-    Image.fromarray(image).save(
+    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(
         buffer, format="JPEG2000", quality_mode=mode, quality_layers=[float(value)]
     )
     return np.asarray(Image.open(buffer), np.uint8).reshape(image.shape)

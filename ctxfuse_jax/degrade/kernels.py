@@ -17,6 +17,7 @@ Families (parameters in pixels; angles in degrees, counter-clockwise from the +x
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -54,6 +55,9 @@ def gaussian_weights(sigma: ArrayLike, x: ArrayLike) -> jax.Array:
     return jnp.where(jnp.abs(x) <= radius, jnp.exp(-0.5 * z * z), 0.0)
 
 
+_jit_with_static_support = functools.partial(jax.jit, static_argnames="support")
+
+
 def _grid(support: int) -> tuple[jax.Array, jax.Array]:
     """Row (down) and column (right) offsets of every pixel of the support."""
     x = offsets(support)
@@ -64,12 +68,14 @@ def _unit_sum(kernel: jax.Array) -> jax.Array:
     return (kernel / jnp.sum(kernel)).astype(jnp.float32)
 
 
+@_jit_with_static_support
 def gaussian_kernel(sigma: ArrayLike, support: int) -> jax.Array:
     """Isotropic Gaussian: the outer product of the 1-D taps, so it stays separable."""
     taps = gaussian_weights(sigma, jnp.asarray(offsets(support)))
     return _unit_sum(jnp.outer(taps, taps))
 
 
+@_jit_with_static_support
 def disk_kernel(radius: ArrayLike, support: int) -> jax.Array:
     """Defocus disk; each pixel weighs its (linearly approximated) coverage by the disk.
 
@@ -80,6 +86,7 @@ def disk_kernel(radius: ArrayLike, support: int) -> jax.Array:
     return _unit_sum(jnp.clip(radius + 0.5 - jnp.hypot(rows, cols), 0.0, 1.0))
 
 
+@_jit_with_static_support
 def motion_kernel(length: ArrayLike, angle: ArrayLike, support: int) -> jax.Array:
     """Uniform linear motion of `length` pixels, centred, one pixel wide.
 
@@ -95,6 +102,7 @@ def motion_kernel(length: ArrayLike, angle: ArrayLike, support: int) -> jax.Arra
     return _unit_sum(weight * jnp.clip(1.0 - jnp.abs(across), 0.0, 1.0))
 
 
+@_jit_with_static_support
 def imagenet_c_motion_kernel(
     radius: ArrayLike, sigma: ArrayLike, angle: ArrayLike, support: int
 ) -> jax.Array:

@@ -1,10 +1,11 @@
 """Named degradations and severity sweeps, looked up by name from configs.
 
 A degradation is a small frozen object called as `degradation(images, key)`; a preset is a
-named, ordered tuple of (label, degradation) levels taken from a paper, so results can be
-set beside the published ones. Blur levels of one preset share their kernel support, so a
-sweep compiles once. Random parameters (ImageNet-C's motion angle, the camera-shake kernel of
-each image) are drawn from `key`: the same key gives the same draws in every test setting.
+named, ordered {label: degradation} sweep taken from a paper, so results can be set beside
+the published ones. Blur and noise run on device; JPEG / JPEG 2000 on the host (call those
+outside jit). Blur levels of one preset share their kernel support, so a sweep compiles
+once. Random parameters (ImageNet-C's motion angle, the camera-shake kernel of each image) are
+drawn from `key`: the same key gives the same draws in every test setting.
 
 `degrade(images, degradation, key, mask=mask, region='foreground')` keeps the result inside a
 region only (see `regions.py`).
@@ -13,17 +14,18 @@ region only (see `regions.py`).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TypeVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from ctxfuse_jax.degrade import blurring
-from ctxfuse_jax.degrade import compress, kernels, noise, protocol, regions, shake
+from ctxfuse_jax.degrade import blurring, compress, kernels, noise, protocol, regions, shake
 
 Degradation = Callable[[jax.Array, jax.Array], jax.Array]
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,22 +129,23 @@ def degrade(
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
-    """A named sweep: levels in increasing severity, each (label, degradation)."""
+    """A named sweep: {label: degradation} in increasing severity, and where it comes from."""
 
     name: str
-    levels: tuple[tuple[str, Degradation], ...]
+    levels: Mapping[str, Degradation]
     source: str
 
     @property
     def labels(self) -> tuple[str, ...]:
-        return tuple(label for label, _ in self.levels)
+        return tuple(self.levels)
 
     def __getitem__(self, label: str) -> Degradation:
         """The level called `label` (e.g. preset['D4']); unknown labels list the valid ones."""
-        for name, degradation in self.levels:
-            if name == label:
-                return degradation
-        raise KeyError(f"{self.name} has no level {label!r}; valid: {', '.join(self.labels)}")
+        try:
+            return self.levels[label]
+        except KeyError:
+            valid = ", ".join(self.labels)
+            raise KeyError(f"{self.name} has no level {label!r}; valid: {valid}") from None
 
 
 def _largest(value: float | Uniform) -> float:
@@ -155,159 +158,122 @@ def blur_sweep(
     *,
     scale: int | None = None,
     bank: str = "validation",
-) -> tuple[tuple[str, Blur], ...]:
+) -> dict[str, Blur]:
     """Blur levels {label: params} sharing the smallest support that holds all of them."""
     support = max(
         kernels.support_for(family, **{k: _largest(v) for k, v in params.items()})
         for params in levels.values()
     )
-    return tuple(
-        (label, Blur(family, tuple(params.items()), support, scale, bank))
+    return {
+        label: Blur(family, tuple(params.items()), support, scale, bank)
         for label, params in levels.items()
-    )
+    }
 
 
-# Seed 001 defines kernels at a 384-pixel short side; ImageNet-C corrupts 224 x 224 crops.
+def _by_severity(levels: Sequence[T]) -> dict[str, T]:
+    """{'1': first, '2': second, ...}, ImageNet-C's severity labels."""
+    return {str(i): level for i, level in enumerate(levels, start=1)}
+
+
+# Seed 001 defines kernels at a 384-pixel short side (protocol.CANONICAL_SCALE).
+_VASILJEVIC = "Vasiljevic et al. 2016, seed 001 (kernels at a 384-pixel short side)"
+
+# ImageNet-C (hendrycks/robustness) corrupts 224 x 224 crops; its severities 1-5.
+_IMAGENET_C = "Hendrycks & Dietterich 2019, ImageNet-C severities 1-5 (reflect borders here)"
 IMAGENET_C_SCALE = 224
 IMAGENET_C_MOTION_ANGLE = Uniform(-45.0, 45.0)
-# Seed 003 blurs with "radius 4 and standard deviation 1": sigma 1 cut at 4 sigma.
-GHOSH_BLUR_SIGMA = 1.0
-GHOSH_BLUR = Blur(
-    "gaussian",
-    (("sigma", GHOSH_BLUR_SIGMA),),
-    kernels.support_for("gaussian", sigma=GHOSH_BLUR_SIGMA),
-)
-# Seed 003 does not give the noise level of its noise + JPEG combination; ours.
-GHOSH_NOISE_STD = 0.1
+IMAGENET_C_BLURS = {
+    "gaussian_blur": ("gaussian", [{"sigma": s} for s in (1, 2, 3, 4, 6)]),
+    # ImageNet-C smooths an aliased disk with a small Gaussian; ours is anti-aliased directly.
+    "defocus_blur": ("disk", [{"radius": r} for r in (3, 4, 6, 8, 10)]),
+    "motion_blur": (
+        "imagenet_c_motion",
+        [
+            {"radius": r, "sigma": s, "angle": IMAGENET_C_MOTION_ANGLE}
+            for r, s in ((10, 3), (15, 5), (15, 8), (15, 12), (20, 15))
+        ],
+    ),
+}
+IMAGENET_C_NOISE_STDS = (0.08, 0.12, 0.18, 0.26, 0.38)
+IMAGENET_C_JPEG_QUALITIES = (25, 18, 15, 10, 7)
+
+# Seed 003 blurs with "radius 4 and standard deviation 1" (sigma 1 cut at 4 sigma); it does
+# not give the noise level of its noise + JPEG combination, nor its JPEG 2000 scale: ours.
+_GHOSH = "Ghosh et al. 2018, seed 003"
+GHOSH_BLUR = blur_sweep("gaussian", {"sigma 1": {"sigma": 1.0}})["sigma 1"]
+GHOSH_NOISE = Noise(0.1)
 GHOSH_JPEG_QUALITIES = (90, 70, 50, 30, 20, 10, 5, 2)
 GHOSH_JPEG2000_RATES = (10, 25, 50, 100, 200, 400)
 
 
-def _severities(values: tuple, make: Callable[[float], Degradation]) -> tuple:
-    return tuple((str(i), make(v)) for i, v in enumerate(values, start=1))
-
-
-def _quality_sweep(qualities: tuple[int, ...], make: Callable[[int], Degradation]) -> tuple:
-    return tuple((f"q{q}", make(q)) for q in qualities)
-
-
-_VASILJEVIC = "Vasiljevic et al. 2016, seed 001 (kernels at a 384-pixel short side)"
-_IMAGENET_C = "Hendrycks & Dietterich 2019, ImageNet-C severities 1-5 (hendrycks/robustness)"
-_GHOSH = "Ghosh et al. 2018, seed 003"
-
-PRESETS: dict[str, Preset] = {
-    p.name: p
-    for p in (
-        Preset(
-            "vasiljevic/defocus",
-            blur_sweep(
-                "disk",
-                {f"D{r}": {"radius": r} for r in (2, 4, 6, 8)},
-                scale=protocol.CANONICAL_SCALE,
-            ),
-            _VASILJEVIC,
-        ),
-        Preset(
-            "vasiljevic/motion",
-            blur_sweep(
-                "motion",
-                {
-                    f"{axis}{length}": {"length": length, "angle": angle}
-                    for axis, angle in (("H", 0.0), ("V", 90.0))
-                    for length in (4, 8)
-                },
-                scale=protocol.CANONICAL_SCALE,
-            ),
-            _VASILJEVIC,
-        ),
-        Preset(
-            "vasiljevic/camera_shake",
-            blur_sweep(
-                "shake",
-                {"shake": {"index": Uniform(0, shake.BANKS["validation"][1])}},
-                scale=protocol.CANONICAL_SCALE,
-            ),
-            _VASILJEVIC + "; each image draws one of the 100 validation kernels",
-        ),
-        Preset(
-            "vasiljevic/gaussian",
-            blur_sweep(
-                "gaussian",
-                {f"G{s}": {"sigma": s} for s in (1, 3, 5, 7, 9)},
-                scale=protocol.CANONICAL_SCALE,
-            ),
-            _VASILJEVIC + "; sigma 1-9 as in Dodge & Karam 2016, which it follows",
-        ),
-        Preset(
-            "joshi/gaussian",
-            blur_sweep("gaussian", {f"s{s}": {"sigma": s} for s in range(13)}),
-            "Joshi et al., seed 000: Gaussian sigma 0..12 (foreground-only or whole image)",
-        ),
-        Preset(
-            "imagenet_c/gaussian_blur",
-            blur_sweep(
-                "gaussian",
-                {str(i): {"sigma": s} for i, s in enumerate((1, 2, 3, 4, 6), start=1)},
-                scale=IMAGENET_C_SCALE,
-            ),
-            _IMAGENET_C,
-        ),
-        Preset(
-            "imagenet_c/defocus_blur",
-            blur_sweep(
-                "disk",
-                {str(i): {"radius": r} for i, r in enumerate((3, 4, 6, 8, 10), start=1)},
-                scale=IMAGENET_C_SCALE,
-            ),
-            _IMAGENET_C + "; our anti-aliased disk, not its blurred aliased one",
-        ),
-        Preset(
-            "imagenet_c/motion_blur",
-            blur_sweep(
-                "imagenet_c_motion",
-                {
-                    str(i): {"radius": r, "sigma": s, "angle": IMAGENET_C_MOTION_ANGLE}
-                    for i, (r, s) in enumerate(
-                        ((10, 3), (15, 5), (15, 8), (15, 12), (20, 15)), start=1
-                    )
-                },
-                scale=IMAGENET_C_SCALE,
-            ),
-            _IMAGENET_C,
-        ),
-        Preset(
-            "imagenet_c/gaussian_noise",
-            _severities((0.08, 0.12, 0.18, 0.26, 0.38), Noise),
-            _IMAGENET_C,
-        ),
-        Preset(
-            "imagenet_c/jpeg_compression",
-            _severities((25, 18, 15, 10, 7), Jpeg),
-            _IMAGENET_C,
-        ),
-        Preset("ghosh/jpeg", _quality_sweep(GHOSH_JPEG_QUALITIES, Jpeg), _GHOSH),
-        Preset(
-            "ghosh/jpeg2000",
-            tuple((f"r{r}", Jpeg2000(r)) for r in GHOSH_JPEG2000_RATES),
-            _GHOSH + "; rate = compression ratio (ours: the paper's scale is not given)",
-        ),
-        Preset(
-            "ghosh/blur_jpeg",
-            _quality_sweep(
-                GHOSH_JPEG_QUALITIES,
-                lambda q: Chain((GHOSH_BLUR, Jpeg(q))),
-            ),
-            _GHOSH + ": Gaussian blur (sigma 1) then JPEG",
-        ),
-        Preset(
-            "ghosh/noise_jpeg",
-            _quality_sweep(
-                GHOSH_JPEG_QUALITIES, lambda q: Chain((Noise(GHOSH_NOISE_STD), Jpeg(q)))
-            ),
-            _GHOSH + f": Gaussian noise (std {GHOSH_NOISE_STD}, ours) then JPEG",
-        ),
+def _presets() -> Iterator[Preset]:
+    canonical = protocol.CANONICAL_SCALE
+    yield Preset(
+        "vasiljevic/defocus",
+        blur_sweep("disk", {f"D{r}": {"radius": r} for r in (2, 4, 6, 8)}, scale=canonical),
+        _VASILJEVIC,
     )
-}
+    motions = {(axis, n): angle for axis, angle in (("H", 0.0), ("V", 90.0)) for n in (4, 8)}
+    yield Preset(
+        "vasiljevic/motion",
+        blur_sweep(
+            "motion",
+            {f"{axis}{n}": {"length": n, "angle": a} for (axis, n), a in motions.items()},
+            scale=canonical,
+        ),
+        _VASILJEVIC,
+    )
+    shakes = {"shake": {"index": Uniform(0, shake.BANKS["validation"][1])}}
+    yield Preset(
+        "vasiljevic/camera_shake",
+        blur_sweep("shake", shakes, scale=canonical),
+        _VASILJEVIC + "; each image draws one of the 100 validation kernels",
+    )
+    yield Preset(
+        "vasiljevic/gaussian",
+        blur_sweep("gaussian", {f"G{s}": {"sigma": s} for s in (1, 3, 5, 7, 9)}, scale=canonical),
+        _VASILJEVIC + "; its sigmas are unreadable in our copy: Dodge & Karam's 1-9 (it cites)",
+    )
+    yield Preset(
+        "joshi/gaussian",
+        blur_sweep("gaussian", {f"s{s}": {"sigma": s} for s in range(13)}),
+        "Joshi et al., seed 000: Gaussian sigma 0..12 (foreground-only or whole image)",
+    )
+    for name, (family, levels) in IMAGENET_C_BLURS.items():
+        yield Preset(
+            f"imagenet_c/{name}",
+            blur_sweep(family, _by_severity(levels), scale=IMAGENET_C_SCALE),
+            _IMAGENET_C,
+        )
+    yield Preset(
+        "imagenet_c/gaussian_noise",
+        _by_severity([Noise(std) for std in IMAGENET_C_NOISE_STDS]),
+        _IMAGENET_C,
+    )
+    yield Preset(
+        "imagenet_c/jpeg_compression",
+        _by_severity([Jpeg(quality) for quality in IMAGENET_C_JPEG_QUALITIES]),
+        _IMAGENET_C,
+    )
+    ghosh = {
+        "jpeg": (Jpeg, "JPEG"),
+        "blur_jpeg": (lambda q: Chain((GHOSH_BLUR, Jpeg(q))), "Gaussian blur (sigma 1), JPEG"),
+        "noise_jpeg": (
+            lambda q: Chain((GHOSH_NOISE, Jpeg(q))),
+            f"Gaussian noise (std {GHOSH_NOISE.std}, ours), JPEG",
+        ),
+    }
+    for name, (make, what) in ghosh.items():
+        levels = {f"q{q}": make(q) for q in GHOSH_JPEG_QUALITIES}
+        yield Preset(f"ghosh/{name}", levels, f"{_GHOSH}: {what}")
+    yield Preset(
+        "ghosh/jpeg2000",
+        {f"r{r}": Jpeg2000(r) for r in GHOSH_JPEG2000_RATES},
+        f"{_GHOSH}: JPEG 2000 at compression ratios (ours: its scale is not given)",
+    )
+
+
+PRESETS: dict[str, Preset] = {preset.name: preset for preset in _presets()}
 
 
 def get_preset(name: str) -> Preset:
@@ -315,4 +281,5 @@ def get_preset(name: str) -> Preset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise KeyError(f"unknown degradation preset {name!r}; valid: {', '.join(PRESETS)}") from None
+        valid = ", ".join(PRESETS)
+        raise KeyError(f"unknown degradation preset {name!r}; valid: {valid}") from None

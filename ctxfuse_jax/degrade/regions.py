@@ -7,6 +7,8 @@ outside it the original pixels are copied unchanged, bit for bit.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
@@ -14,6 +16,7 @@ from jax.typing import ArrayLike
 REGIONS = ("all", "foreground", "background")
 
 
+@functools.partial(jax.jit, static_argnames=("height", "width"))
 def pixel_bounds(boxes: ArrayLike, height: int, width: int) -> jax.Array:
     """int32 (B, 4) [y0, x0, y1, x1]: the box holds rows y0..y1-1 and columns x0..x1-1.
 
@@ -26,6 +29,7 @@ def pixel_bounds(boxes: ArrayLike, height: int, width: int) -> jax.Array:
     return jnp.clip(bounds, 0, sizes).astype(jnp.int32)
 
 
+@functools.partial(jax.jit, static_argnames=("height", "width"))
 def box_mask(boxes: ArrayLike, height: int, width: int) -> jax.Array:
     """Bool (B, H, W, 1) foreground of each box (see `pixel_bounds`)."""
     y0, x0, y1, x1 = jnp.moveaxis(pixel_bounds(boxes, height, width)[:, :, None], 1, 0)

@@ -23,7 +23,7 @@ from ctxfuse_jax.train.steps import Update, make_eval_step
 Predict = Callable[[Forward, jax.Array, bool], jax.Array]
 
 
-def schedule(train_config: ml_collections.ConfigDict, split_size: int) -> tuple[int, int]:
+def step_counts(train_config: ml_collections.ConfigDict, split_size: int) -> tuple[int, int]:
     """(total steps, steps per epoch), derived at run time from epochs and the split's size."""
     if train_config.num_epochs <= 0:
         raise ValueError(f"num_epochs must be positive, got {train_config.num_epochs}")
@@ -32,7 +32,7 @@ def schedule(train_config: ml_collections.ConfigDict, split_size: int) -> tuple[
 
 
 def optimizer_for(train_config: ml_collections.ConfigDict, split_size: int):
-    total, per_epoch = schedule(train_config, split_size)
+    total, per_epoch = step_counts(train_config, split_size)
     return make_optimizer(train_config.optimizer, total, per_epoch)
 
 
@@ -69,7 +69,7 @@ def classification_stage(name: str, specs: Mapping[str, PlayerSpec], predict: Pr
                          train_config: ml_collections.ConfigDict, seed: int,
                          mesh: jax.sharding.Mesh, fingerprint: Mapping) -> Stage:
     """A resumable stage training `moving` players, evaluated on `test_split` at the end."""
-    total, _ = schedule(train_config, len(train_split))
+    total, _ = step_counts(train_config, len(train_split))
     eval_step = jax.jit(make_eval_step(specs, classification_metrics(predict)))
     return Stage(
         name=name, specs=specs,

@@ -3,12 +3,14 @@
 Per seed: obtain a foreground (FG) and a background (BG) feature stream — converted pretrained
 weights, or pretraining on the embedded object crops / scenes — freeze them, train three heads
 (FG probe, BG probe, Joint fusion head), then measure accuracy under Gaussian blur of the object
-only and of the whole image, on the All and Dissimilar test sets. Every stage is resumable.
+only and of the whole image, on the All and Dissimilar test sets. Every stage is resumable; the
+report, tables and figures are rewritten from the results at the end of every run.
 """
 
+import dataclasses
 import functools
 import os
-from typing import Mapping
+import time
 
 import jax
 import jax.numpy as jnp
@@ -18,10 +20,13 @@ import numpy as np
 from ctxfuse_jax.data import test_sets
 from ctxfuse_jax.data.sources import Labelled, load_labelled
 from ctxfuse_jax.evaluate.sweep import make_sweep_step, run_blur_sweep
+from ctxfuse_jax.experiments import fusion_analysis
 from ctxfuse_jax.experiments.classification import classification_stage, optimizer_for
 from ctxfuse_jax.models.fusion import FusionHead, LinearProbe
 from ctxfuse_jax.models.registry import build_model
 from ctxfuse_jax.models.variables import restrict_variables
+from ctxfuse_jax.report import severity_figure, tables
+from ctxfuse_jax.report.fusion_report import REGION_TITLES, write_report
 from ctxfuse_jax.train import sharding
 from ctxfuse_jax.train.loop import LoopOptions, run_stage
 from ctxfuse_jax.train.state import Player, PlayerSpec, init_variables, new_train_state
@@ -29,6 +34,15 @@ from ctxfuse_jax.weights import load_pretrained
 
 ROLES = ("fg", "bg")
 MODELS = ("FG", "BG", "Joint")
+STREAMS_OF = {"FG": ("fg",), "BG": ("bg",), "Joint": ("fg", "bg")}
+
+
+@dataclasses.dataclass
+class SeedResult:
+    streams: dict  # role -> frozen stream variables
+    heads: dict  # model -> head variables
+    metrics: dict  # stage -> final test metrics
+    sweep: dict  # region -> test set -> model -> accuracy per sigma
 
 
 def stream_module(config: ml_collections.ConfigDict):
@@ -37,17 +51,32 @@ def stream_module(config: ml_collections.ConfigDict):
                        stop_at=config.streams.cut)
 
 
-def stream_variables(config: ml_collections.ConfigDict, role: str, seed: int, seed_dir: str,
-                     mesh: jax.sharding.Mesh) -> dict:
-    """The frozen stream's variables: from converted weights if given, else pretrained here."""
+def head_module(model: str, config: ml_collections.ConfigDict, num_classes: int):
+    if model == "Joint":
+        return FusionHead(num_classes, features=config.heads.fusion_features)
+    return LinearProbe(num_classes)
+
+
+def _head_logits(fw, images, train: bool = False, *, model: str):
+    """A classifier's logits: its head applied to the features of the streams it uses."""
+    return fw("head", *[fw(f"{role}_stream", images) for role in STREAMS_OF[model]], train=train)
+
+
+def _seed_rngs(seed: int, index: int) -> tuple[jax.Array, jax.Array]:
+    """(init, train) keys of a seed's `index`-th stage; independent across stages and seeds."""
+    return tuple(jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), index)))
+
+
+def stream_variables(config, role: str, seed: int, seed_dir: str, mesh) -> tuple[dict, dict]:
+    """The frozen stream's variables (and pretraining metrics): converted weights, or trained here."""
     stream_config = config.streams[role]
     stream = stream_module(config)
     if stream_config.weights:
-        return load_pretrained(stream_config.weights, stream)
+        return load_pretrained(stream_config.weights, stream), {}
     data = load_labelled(stream_config.data)
     backbone = build_model(config.streams.arch, num_classes=data.num_classes, width=config.streams.width)
     specs = {"backbone": PlayerSpec(backbone, optimizer_for(stream_config.train, len(data.train)))}
-    init_rng, train_rng = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), ROLES.index(role)))
+    init_rng, train_rng = _seed_rngs(seed, ROLES.index(role))
     sample = jnp.zeros((1, *data.train.arrays["image"].shape[1:]), jnp.float32)
     stage = classification_stage(
         f"pretrain_{role}", specs, lambda fw, x, train: fw("backbone", x, train=train), ("backbone",),
@@ -57,85 +86,56 @@ def stream_variables(config: ml_collections.ConfigDict, role: str, seed: int, se
                      "data": stream_config.data.to_dict()})
     result = run_stage(stage, seed_dir, mesh, LoopOptions(**config.loop))
     player = jax.device_get(result.state.players["backbone"])
-    return restrict_variables({"params": player.params, "batch_stats": player.batch_stats}, stream)
+    variables = {"params": player.params, "batch_stats": player.batch_stats}
+    return restrict_variables(variables, stream), result.metrics
 
 
-def predict_fns():
-    """How each classifier maps images to logits, given its players."""
-    return {
-        "FG": lambda fw, x, train: fw("head", fw("fg_stream", x), train=train),
-        "BG": lambda fw, x, train: fw("head", fw("bg_stream", x), train=train),
-        "Joint": lambda fw, x, train: fw("head", fw("fg_stream", x), fw("bg_stream", x), train=train),
-    }
-
-
-def head_module(model: str, config: ml_collections.ConfigDict, num_classes: int):
-    if model == "Joint":
-        return FusionHead(num_classes, features=config.heads.fusion_features)
-    return LinearProbe(num_classes)
-
-
-def train_heads(config, data: Labelled, streams: Mapping[str, dict], seed: int, seed_dir: str,
-                mesh) -> dict[str, dict]:
-    """Trains the FG probe, BG probe and Joint head on frozen streams; returns each head's variables."""
-    stream = stream_module(config)
+def train_head(config, model: str, data: Labelled, streams: dict, seed: int, seed_dir: str,
+               mesh) -> tuple[dict, dict]:
+    """Trains one classifier's head on its frozen streams; returns the head's variables and metrics."""
+    stream, head = stream_module(config), head_module(model, config, data.num_classes)
+    specs = {f"{role}_stream": PlayerSpec(stream) for role in STREAMS_OF[model]}
+    specs["head"] = PlayerSpec(head, optimizer_for(config.heads.train, len(data.train)))
     sample = jnp.zeros((1, *data.train.arrays["image"].shape[1:]), jnp.float32)
-    features = {role: jax.eval_shape(functools.partial(stream.apply, streams[role]), sample) for role in ROLES}
-    heads = {}
-    for index, (model, predict) in enumerate(predict_fns().items()):
-        needed = {"FG": ("fg",), "BG": ("bg",), "Joint": ROLES}[model]
-        head = head_module(model, config, data.num_classes)
-        specs = {f"{role}_stream": PlayerSpec(stream) for role in needed}
-        specs["head"] = PlayerSpec(head, optimizer_for(config.heads.train, len(data.train)))
-        init_rng, train_rng = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 10 + index))
-        head_inputs = [jnp.zeros(features[role].shape, features[role].dtype) for role in needed]
+    head_inputs = [jnp.zeros(jax.eval_shape(functools.partial(stream.apply, streams[r]), sample).shape)
+                   for r in STREAMS_OF[model]]
+    init_rng, train_rng = _seed_rngs(seed, len(ROLES) + MODELS.index(model))
 
-        def init_state(specs=specs, head=head, head_inputs=head_inputs, needed=needed, init_rng=init_rng,
-                       train_rng=train_rng):
-            variables = {f"{role}_stream": streams[role] for role in needed}
-            variables["head"] = init_variables(head, init_rng, *head_inputs)
-            return new_train_state(specs, variables, train_rng)
+    def init_state():
+        variables = {f"{role}_stream": streams[role] for role in STREAMS_OF[model]}
+        variables["head"] = init_variables(head, init_rng, *head_inputs)
+        return new_train_state(specs, variables, train_rng)
 
-        stage = classification_stage(
-            f"head_{model.lower()}", specs, predict, ("head",), init_state, data.train, data.test,
-            config.heads.train, seed, mesh,
-            fingerprint={"model": model, "streams": config.streams.to_dict(), "data": config.data.to_dict(),
-                         "fusion_features": config.heads.fusion_features})
-        result = run_stage(stage, seed_dir, mesh, LoopOptions(**config.loop))
-        player = jax.device_get(result.state.players["head"])
-        heads[model] = {"params": player.params, "batch_stats": player.batch_stats}
-    return heads
+    stage = classification_stage(
+        f"head_{model.lower()}", specs, functools.partial(_head_logits, model=model), ("head",), init_state,
+        data.train, data.test, config.heads.train, seed, mesh,
+        fingerprint={"model": model, "streams": config.streams.to_dict(), "data": config.data.to_dict(),
+                     "fusion_features": config.heads.fusion_features})
+    result = run_stage(stage, seed_dir, mesh, LoopOptions(**config.loop))
+    player = jax.device_get(result.state.players["head"])
+    return {"params": player.params, "batch_stats": player.batch_stats}, result.metrics
 
 
-def sweep_players(config, data: Labelled, streams, heads):
-    """All five networks as players of one inference-only game, for a single compiled sweep."""
+def in_pixels(sigmas, config, image_size: int) -> np.ndarray:
+    """Sigmas are given at the paper's 224 px scale (`sweep.reference_size`); scale them to this size."""
+    return np.asarray(sigmas, np.float32) * image_size / config.sweep.reference_size
+
+
+def sweep_accuracy(config, data: Labelled, streams: dict, heads: dict, mesh) -> dict:
+    """{region: {test_set: {model: accuracy per sigma}}}: all five networks in one compiled step."""
     stream = stream_module(config)
-    specs = {"fg_stream": PlayerSpec(stream), "bg_stream": PlayerSpec(stream)}
-    players = {f"{role}_stream": streams[role] for role in ROLES}
-    for model in MODELS:
-        specs[f"head_{model}"] = PlayerSpec(head_module(model, config, data.num_classes))
-        players[f"head_{model}"] = heads[model]
+    specs = {f"{role}_stream": PlayerSpec(stream) for role in ROLES}
+    specs.update({f"head_{m}": PlayerSpec(head_module(m, config, data.num_classes)) for m in MODELS})
+    variables = {**{f"{r}_stream": streams[r] for r in ROLES}, **{f"head_{m}": heads[m] for m in MODELS}}
+    players = sharding.put_replicated({n: Player(v["params"], v.get("batch_stats", {}), None)
+                                       for n, v in variables.items()}, mesh)
 
-    def logits(fw, images):
+    def logits(fw, images):  # The streams run once per batch and feed all three heads.
         fg, bg = fw("fg_stream", images), fw("bg_stream", images)
         return {"FG": fw("head_FG", fg), "BG": fw("head_BG", bg), "Joint": fw("head_Joint", fg, bg)}
 
-    as_players = {name: Player(v["params"], v.get("batch_stats", {}), None) for name, v in players.items()}
-    return specs, as_players, logits
-
-
-def sigmas_in_pixels(config, image_size: int) -> np.ndarray:
-    """The sweep's sigmas are given at the paper's 224 px scale; scale them to this image size."""
-    return np.asarray(config.sweep.sigmas, np.float32) * image_size / config.sweep.reference_size
-
-
-def sweep_accuracy(config, data: Labelled, streams, heads, mesh) -> dict:
-    """{region: {test_set: {model: accuracy per sigma}}} under foreground-only and whole-image blur."""
-    specs, players, logits = sweep_players(config, data, streams, heads)
-    players = sharding.put_replicated(players, mesh)
-    step = make_sweep_step(specs, logits)
-    image_size = data.test.arrays["image"].shape[1]
-    correct = run_blur_sweep(step, players, data.test, sigmas_in_pixels(config, image_size),
+    correct = run_blur_sweep(make_sweep_step(specs, logits), players, data.test,
+                             in_pixels(config.sweep.sigmas, config, data.test.arrays["image"].shape[1]),
                              config.sweep.regions, config.sweep.batch_size, mesh)
     subsets = test_sets.masks(data.test.arrays["label"], data.class_supercategory)
     return {region: {name: {model: per_example[:, subset].mean(axis=1).tolist()
@@ -144,18 +144,61 @@ def sweep_accuracy(config, data: Labelled, streams, heads, mesh) -> dict:
             for region, by_model in correct.items()}
 
 
-def run_seed(config, data: Labelled, seed: int, seed_dir: str, mesh) -> dict:
-    streams = {role: stream_variables(config, role, seed, seed_dir, mesh) for role in ROLES}
-    heads = train_heads(config, data, streams, seed, seed_dir, mesh)
-    return {"sweep": sweep_accuracy(config, data, streams, heads, mesh), "streams": streams, "heads": heads}
+def run_seed(config, data: Labelled, seed: int, seed_dir: str, mesh) -> SeedResult:
+    streams, metrics = {}, {}
+    for role in ROLES:
+        streams[role], metrics[f"pretrain_{role}"] = stream_variables(config, role, seed, seed_dir, mesh)
+    heads = {}
+    for model in MODELS:
+        heads[model], metrics[f"head_{model.lower()}"] = train_head(config, model, data, streams, seed,
+                                                                    seed_dir, mesh)
+    return SeedResult(streams, heads, metrics, sweep_accuracy(config, data, streams, heads, mesh))
+
+
+def write_outputs(config, data: Labelled, results: dict[int, SeedResult], workdir: str, seconds: float) -> None:
+    """results.json, sweep CSVs, the three figures and report.md, from the first seed's models."""
+    rows = tables.sweep_rows({s: r.sweep for s, r in results.items()}, config.sweep.sigmas)
+    summary = tables.summarize(rows)
+    tables.write_csv(os.path.join(workdir, "sweep.csv"), rows)
+    tables.write_csv(os.path.join(workdir, "sweep_summary.csv"), summary)
+    first = results[config.seeds[0]]
+    stream = stream_module(config)
+    heads = {m: head_module(m, config, data.num_classes) for m in MODELS}
+    fusion_analysis.write_gradcam_figure(config, data, stream, heads, first.streams, first.heads,
+                                         os.path.join(workdir, "gradcam.png"))
+    pca_sigma_px = float(in_pixels(config.analysis.pca_sigma, config, data.test.arrays["image"].shape[1]))
+    shifts = fusion_analysis.pca_analysis(config, data, stream, first.streams, pca_sigma_px,
+                                          os.path.join(workdir, "pca.png"))
+    accuracy = {REGION_TITLES[region]: {test_set: {m: np.array([r.sweep[region][test_set][m] for r in results.values()])
+                                                   for m in MODELS}
+                                        for test_set in first.sweep[region]}
+                for region in first.sweep}
+    severity_figure(config.sweep.sigmas, accuracy, xlabel="Gaussian blur σ (224 px scale)",
+                    path=os.path.join(workdir, "sweep.png"))
+    tables.write_json(os.path.join(workdir, "results.json"), {
+        "sweep": {str(s): r.sweep for s, r in results.items()}, "sigmas": list(config.sweep.sigmas),
+        "stages": {str(s): r.metrics for s, r in results.items()}, "pca_blur_shift": shifts,
+        "seconds": seconds})
+    shift_text = "\n".join(f"- {name}: mean shift {v['mean']:.2f} (blurred-vs-sharp centroid distance / sharp "
+                           f"within-class spread, feature `{config.analysis.pca_feature}`, σ={config.analysis.pca_sigma:g})"
+                           for name, v in shifts.items())
+    write_report(os.path.join(workdir, "report.md"), config=config.to_dict(), summary=summary, models=MODELS,
+                 stage_metrics={str(s): r.metrics for s, r in results.items()},
+                 figures={"Accuracy vs blur (paper Figure 5)": "sweep.png",
+                          "Grad-CAM on each classifier's last conv layer (Figure 2)": "gradcam.png",
+                          "PCA of BN features, sharp vs foreground-blurred (Figure 4)": "pca.png"},
+                 extra_sections={"Blur shift of stream features": shift_text}, seconds=seconds)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    start = time.monotonic()
     mesh = sharding.make_mesh()
     for batch_size in (config.heads.train.batch_size, config.sweep.batch_size,
                        *(config.streams[r].train.batch_size for r in ROLES)):
         sharding.check_batch_size(batch_size, mesh)
     data = load_labelled(config.data)
-    per_seed = {seed: run_seed(config, data, seed, os.path.join(workdir, f"seed_{seed}"), mesh)
-                for seed in config.seeds}
-    return {seed: result["sweep"] for seed, result in per_seed.items()}
+    results = {seed: run_seed(config, data, seed, os.path.join(workdir, f"seed_{seed}"), mesh)
+               for seed in config.seeds}
+    if jax.process_index() == 0:
+        write_outputs(config, data, results, workdir, time.monotonic() - start)
+    return {seed: r.sweep for seed, r in results.items()}

@@ -22,6 +22,7 @@ def model_kwargs(model_config: ml_collections.ConfigDict) -> dict:
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     mesh = sharding.make_mesh()
     sharding.check_batch_size(config.train.batch_size, mesh)
+    build_model(config.model.name, num_classes=1, **model_kwargs(config.model))  # Bad names fail before data loads.
     data = load_labelled(config.data)
     model = build_model(config.model.name, num_classes=data.num_classes, **model_kwargs(config.model))
     specs = {"classifier": PlayerSpec(model, optimizer_for(config.train, len(data.train)))}

@@ -1,0 +1,3 @@
+"""Reports: figures (and tables) drawn from plain arrays of saved results."""
+
+from ctxfuse_jax.report.figures import gradcam_figure, pca_figure, severity_figure

@@ -127,7 +127,7 @@ def _train(stage: Stage, state: TrainState, start: int, stage_dir: str, checkpoi
            mesh: jax.sharding.Mesh, options: LoopOptions) -> TrainState:
     train_step = jax.jit(make_train_step(stage.specs, stage.updates), donate_argnums=0)
     writer = MetricWriter(stage_dir)
-    progress = Progress(stage.name, stage.num_steps, start)
+    progress = Progress(stage.name, stage.num_steps)
     pending: list[dict[str, jax.Array]] = []  # Device metrics since the last log step.
     batches = stage.batches(start)
     with _StopFlag() as stop:
@@ -135,6 +135,9 @@ def _train(stage: Stage, state: TrainState, start: int, stage_dir: str, checkpoi
             batch = sharding.put_batch(next(batches), mesh)
             state, metrics = train_step(state, batch)
             pending.append(metrics)
+            if step == start + 1:  # Time steps/s and ETA from here: the first step also compiled.
+                jax.block_until_ready(metrics)
+                progress.start(step)
             last = step == stage.num_steps
             if step % options.log_every == 0 or last or stop.signum is not None:
                 scalars = _mean_finite(pending, stage.name, step)

@@ -6,18 +6,27 @@ import sys
 import time
 from typing import Mapping, TextIO
 
+import jax
 import tensorflow as tf
 
 
 class MetricWriter:
-    """Writes scalars to `workdir/metrics.jsonl` and to TensorBoard event files under `workdir/tb`."""
+    """Writes scalars to `workdir/metrics.jsonl` and to TensorBoard event files under `workdir/tb`.
+
+    Only host 0 writes: every host holds the same (globally reduced) numbers.
+    """
 
     def __init__(self, workdir: str):
+        self._active = jax.process_index() == 0
+        if not self._active:
+            return
         os.makedirs(workdir, exist_ok=True)
         self._jsonl_path = os.path.join(workdir, "metrics.jsonl")
         self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tb"))
 
     def write(self, step: int, scalars: Mapping[str, float]) -> None:
+        if not self._active:
+            return
         with open(self._jsonl_path, "a") as f:
             f.write(json.dumps({"step": step, **{k: float(v) for k, v in scalars.items()}}) + "\n")
         with self._tb.as_default():
@@ -27,14 +36,17 @@ class MetricWriter:
 
 
 class Progress:
-    """A progress line with steps/s and ETA, measured since this process started the stage."""
+    """A progress line with steps/s and ETA, timed from `start` (call it after the compiling step)."""
 
-    def __init__(self, name: str, total_steps: int, start_step: int, stream: TextIO = sys.stderr):
+    def __init__(self, name: str, total_steps: int, stream: TextIO = sys.stderr):
         self._name, self._total, self._stream = name, total_steps, stream
-        self._start_step, self._start_time = start_step, time.monotonic()
+        self._start_step, self._start_time = None, None
+
+    def start(self, step: int) -> None:
+        self._start_step, self._start_time = step, time.monotonic()
 
     def report(self, step: int, scalars: Mapping[str, float]) -> str:
-        elapsed = time.monotonic() - self._start_time
+        elapsed = time.monotonic() - self._start_time if self._start_time is not None else 0.0
         rate = (step - self._start_step) / elapsed if elapsed > 0 else 0.0
         eta = (self._total - step) / rate if rate > 0 else float("nan")
         values = "  ".join(f"{k} {v:.4g}" for k, v in scalars.items())
