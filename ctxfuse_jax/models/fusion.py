@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from ctxfuse_jax.models.layers import CONV_INIT, BatchNorm, ModuleDef, tap
+from ctxfuse_jax.ops.conv import conv_module
 
 
 class FusionHead(nn.Module):
@@ -22,7 +23,7 @@ class FusionHead(nn.Module):
 
     num_classes: int
     features: int = 256
-    conv: ModuleDef = nn.Conv
+    conv: ModuleDef = conv_module("auto")
     dtype: Any = jnp.float32
 
     @nn.compact

@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ctxfuse_jax.ops.conv import conv_module
+
 Array = jax.Array
 ModuleDef = Any
 Dtype = Any
@@ -102,7 +104,7 @@ class Backbone(nn.Module):
     stop_at: str | None = None
     mean: Sequence[float] = IMAGENET_MEAN
     std: Sequence[float] = IMAGENET_STD
-    conv: ModuleDef = nn.Conv
+    conv: ModuleDef = conv_module('auto')  # XLA's convolution, reformulated when compiled for CPU.
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 

@@ -5,6 +5,8 @@ from typing import TypeVar
 
 import flax.linen as nn
 
+from ctxfuse_jax.ops.conv import conv_module
+
 ModelFactory = Callable[..., nn.Module]
 F = TypeVar('F', bound=ModelFactory)
 
@@ -24,9 +26,15 @@ def register_model(name: str) -> Callable[[F], F]:
 
 
 def build_model(name: str, **kwargs) -> nn.Module:
-    """The model registered as `name`, constructed with `kwargs` (e.g. num_classes, width)."""
+    """The model registered as `name`, constructed with `kwargs` (e.g. num_classes, width).
+
+    `conv` may name a convolution ('auto', 'cpu', 'xla': see `ops.conv.CONV_IMPLS`), so configs
+    can choose it; the models' default is 'auto'.
+    """
     if name not in _MODELS:
         raise ValueError(f'unknown model {name!r}; available: {", ".join(available_models())}')
+    if isinstance(kwargs.get('conv'), str):
+        kwargs['conv'] = conv_module(kwargs['conv'])
     return _MODELS[name](**kwargs)
 
 

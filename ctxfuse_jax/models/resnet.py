@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from ctxfuse_jax.models.layers import OUT, Array, Backbone, ModuleDef, Stage, tap
 from ctxfuse_jax.models.registry import register_model
+from ctxfuse_jax.ops.pool import max_pool
 
 
 class Block(nn.Module):
@@ -86,7 +87,7 @@ class ResNet(Backbone):
         """7x7/2 conv, BN, ReLU, 3x3/2 max-pool; torch's explicit paddings (-inf for the pool)."""
         x = conv(self.channels(64), (7, 7), 2, padding=3, name='conv1')(x)
         x = tap(self, 'relu', nn.relu(norm(name='bn1')(x)))
-        return nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+        return max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
 
     def stage(self, index: int, conv: ModuleDef, norm: ModuleDef, x: Array) -> Array:
         """Stage `index`: its first block halves the resolution, except in layer1."""

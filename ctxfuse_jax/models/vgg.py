@@ -15,6 +15,7 @@ import flax.linen as nn
 
 from ctxfuse_jax.models.layers import Array, Backbone, ModuleDef, Stage, adaptive_avg_pool, tap
 from ctxfuse_jax.models.registry import register_model
+from ctxfuse_jax.ops.pool import max_pool
 
 POOL_SIZE = (7, 7)
 VGG16_LAYERS = (64, 64, 'M', 128, 128, 'M', 256, 256, 256, 'M',
@@ -58,7 +59,7 @@ class VGG(Backbone):
                 x = norm(name=f'features_{index + 1}')(x)
             relu = index + (1 if norm is None else 2)
             x = tap(self, f'features_{relu}', nn.relu(x))
-        return nn.max_pool(x, (2, 2), (2, 2))
+        return max_pool(x, (2, 2), (2, 2))
 
     def fully_connected(self, index: int, train: bool, x: Array) -> Array:
         """Linear (torch index `index`), ReLU, dropout; flattens the pooled map in HWC order."""

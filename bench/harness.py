@@ -1,0 +1,157 @@
+"""Side-by-side timing of workloads, each in its own process, interleaved round by round.
+
+The machine is shared and noisy, so workloads are never timed one after the other: each round
+runs a few steps of every workload in turn (rotating who goes first), and results are medians
+and ratios measured in the same rounds. Separate processes keep the thread pools of XLA and
+PyTorch from spinning against each other and give each workload its own peak-memory figure.
+"""
+
+import contextlib
+import dataclasses
+import importlib
+import multiprocessing
+import os
+import resource
+import statistics
+import time
+import traceback
+from typing import Any, Callable, Mapping, Sequence
+
+Step = Callable[[], Any]  # Runs one step and blocks until its results are ready.
+
+
+class Parts(dict):
+    """What a step may return to report its own timings of its parts: {name: seconds}."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """`factory(**kwargs)` builds a `Step` in the worker; `items` is what one step processes.
+
+    `factory` is named as 'module:function', so only the worker imports its framework (a JAX
+    worker never loads PyTorch). `cpus` pins the worker to those CPUs before any thread pool
+    starts (None: all CPUs); `env` is added to the worker's environment (e.g. GLIBC_TUNABLES,
+    which only a new process reads).
+    """
+
+    factory: str
+    kwargs: Mapping[str, Any]
+    items: int
+    cpus: tuple[int, ...] | None = None
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    name: str
+    items: int
+    setup_s: float  # Building the model and data.
+    first_step_s: float  # Compilation (JAX) or warm-up (PyTorch), plus one step.
+    step_times: tuple[float, ...]
+    peak_rss_mib: float
+    parts: Mapping[str, tuple[float, ...]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.step_times)
+
+    @property
+    def per_s(self) -> float:
+        return self.items / self.median_s
+
+    def part_median_s(self, name: str) -> float:
+        return statistics.median(self.parts[name])
+
+
+def _serve(conn, workload: Workload) -> None:
+    try:
+        if workload.cpus is not None:
+            os.sched_setaffinity(0, workload.cpus)
+        start = time.perf_counter()
+        module, function = workload.factory.split(":")
+        step = getattr(importlib.import_module(module), function)(**workload.kwargs)
+        built = time.perf_counter()
+        step()
+        conn.send(("ready", built - start, time.perf_counter() - built))
+        while (message := conn.recv()) != "stop":
+            times, parts = [], []
+            for _ in range(message):
+                start = time.perf_counter()
+                out = step()
+                times.append(time.perf_counter() - start)
+                if isinstance(out, Parts):
+                    parts.append(out)
+            conn.send((times, parts))
+        conn.send(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    except Exception:  # noqa: BLE001 - reported to the parent, which raises.
+        conn.send(("error", traceback.format_exc()))
+
+
+@contextlib.contextmanager
+def _environment(env: Mapping[str, str]):
+    """`os.environ` plus `env` while a worker starts (a spawned worker copies it)."""
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _receive(conn, name: str) -> Any:
+    message = conn.recv()
+    if isinstance(message, tuple) and message[0] == "error":
+        raise RuntimeError(f"workload {name!r} failed in its worker:\n{message[1]}")
+    return message
+
+
+def compare(workloads: Mapping[str, Workload], rounds: int = 3, steps: int = 2) -> dict[str, Result]:
+    """Times every workload for `rounds` x `steps` steps, interleaved; returns results by name.
+
+    Workers start one at a time (compilation is timed alone) and stay alive between rounds.
+    """
+    context = multiprocessing.get_context("spawn")
+    workers, setup = {}, {}
+    try:
+        for name, workload in workloads.items():
+            parent, child = context.Pipe()
+            process = context.Process(target=_serve, args=(child, workload), daemon=True)
+            with _environment(workload.env):
+                process.start()
+            workers[name] = (process, parent)
+            _, setup_s, first_s = _receive(parent, name)
+            setup[name] = (setup_s, first_s)
+        times: dict[str, list[float]] = {name: [] for name in workloads}
+        parts: dict[str, dict[str, list[float]]] = {name: {} for name in workloads}
+        names = list(workloads)
+        for round_index in range(rounds):
+            for name in names[round_index % len(names):] + names[:round_index % len(names)]:
+                workers[name][1].send(steps)
+                step_times, step_parts = _receive(workers[name][1], name)
+                times[name] += step_times
+                for part in step_parts:
+                    for key, seconds in part.items():
+                        parts[name].setdefault(key, []).append(seconds)
+        results = {}
+        for name, (_, conn) in workers.items():
+            conn.send("stop")
+            results[name] = Result(name, workloads[name].items, *setup[name], tuple(times[name]),
+                                   _receive(conn, name), {k: tuple(v) for k, v in parts[name].items()})
+        return results
+    finally:
+        for process, _ in workers.values():
+            process.join(timeout=30)
+            if process.is_alive():
+                process.terminate()
+
+
+def table(results: Sequence[Result], baseline: str, unit: str = "img/s") -> str:
+    """A markdown table: throughput, ratio to `baseline`, compile/first step, peak memory."""
+    base = next(r for r in results if r.name == baseline)
+    lines = [f"| workload | {unit} | vs {baseline} | median step (s) | first step (s) | peak RSS (MiB) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r.name} | {r.per_s:.1f} | {r.per_s / base.per_s:.2f}x | {r.median_s:.3f} | "
+                     f"{r.first_step_s:.1f} | {r.peak_rss_mib:.0f} |")
+    return "\n".join(lines)

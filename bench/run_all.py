@@ -1,0 +1,122 @@
+"""Every benchmark, JAX against its PyTorch reference, as the markdown tables of bench/README.md.
+
+    PYTHONPATH=. python -m bench.run_all                      # ~15 min on 2 busy CPU cores
+    PYTHONPATH=. python -m bench.run_all --sections resnet18 conv_layers --rounds 2
+
+JAX rows: 'XLA conv' is `lax.conv_general_dilated` (before), 'CPU conv' is `ops.conv.cpu_conv`
+(after; what `fast_conv`, the models' default, compiles to on CPU). All at 64 px, batch 64.
+"""
+
+import argparse
+import datetime
+import os
+import platform
+from typing import Callable
+
+from bench import conv_layers, harness, mixed_precision
+
+BATCH, SIZE = 64, 64
+VGG_WIDTH = 0.5  # VGG16 at half width in both frameworks, so a step fits the time.
+ONE_CPU = (0,)
+# Keeps freed heap memory for reuse (see README): XLA:CPU otherwise re-faults its temporaries each step.
+REUSE_HEAP = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:"
+                                "glibc.malloc.trim_threshold=2147483647:glibc.malloc.top_pad=268435456"}
+
+J, T = "bench.jax_workloads", "bench.torch_workloads"
+
+
+def _before_after(jax_factory: str, torch_factory: str, cpus=None, **kwargs) -> dict[str, harness.Workload]:
+    return {"PyTorch": harness.Workload(f"{T}:{torch_factory}", kwargs, BATCH, cpus),
+            "JAX, XLA conv": harness.Workload(f"{J}:{jax_factory}", {"conv": "xla", **kwargs}, BATCH, cpus),
+            "JAX, CPU conv": harness.Workload(f"{J}:{jax_factory}", {"conv": "cpu", **kwargs}, BATCH, cpus)}
+
+
+def _compared(workloads: dict[str, harness.Workload], baseline: str, rounds: int) -> str:
+    return harness.table(list(harness.compare(workloads, rounds=rounds, steps=1).values()), baseline)
+
+
+def resnet18(rounds: int) -> str:
+    model = dict(model="resnet18", batch=BATCH, size=SIZE)
+    return _compared(_before_after("classifier_train_step", "classifier_train_step", **model), "PyTorch", rounds)
+
+
+def resnet18_one_cpu(rounds: int) -> str:
+    model = dict(model="resnet18", batch=BATCH, size=SIZE)
+    workloads = {
+        "PyTorch": harness.Workload(f"{T}:classifier_train_step", model, BATCH, ONE_CPU),
+        "JAX, CPU conv": harness.Workload(f"{J}:classifier_train_step", {"conv": "cpu", **model}, BATCH, ONE_CPU),
+        "JAX, CPU conv, heap kept": harness.Workload(f"{J}:classifier_train_step", {"conv": "cpu", **model},
+                                                     BATCH, ONE_CPU, REUSE_HEAP),
+        "PyTorch, heap kept": harness.Workload(f"{T}:classifier_train_step", model, BATCH, ONE_CPU, REUSE_HEAP),
+    }
+    return _compared(workloads, "PyTorch", 2 * rounds)
+
+
+def vgg16(rounds: int) -> str:
+    model = dict(model="vgg16", batch=BATCH, size=SIZE, width=VGG_WIDTH)
+    return _compared(_before_after("classifier_train_step", "classifier_train_step", **model), "PyTorch", rounds)
+
+
+def fusion(rounds: int) -> str:
+    return _compared(_before_after("fusion_train_step", "fusion_train_step", batch=BATCH, size=SIZE),
+                     "PyTorch", rounds)
+
+
+def stream_inference(rounds: int) -> str:
+    return _compared(_before_after("stream_inference_step", "stream_inference_step", batch=BATCH, size=SIZE),
+                     "PyTorch", 2 * rounds)
+
+
+def cached_features(rounds: int) -> str:
+    kwargs = dict(batch=BATCH, size=SIZE)
+    workloads = {
+        "JAX, streams recomputed": harness.Workload(f"{J}:fusion_train_step", {"conv": "auto", **kwargs}, BATCH),
+        "JAX, cached features": harness.Workload(f"{J}:cached_head_train_step", {"conv": "auto", **kwargs}, BATCH),
+        "PyTorch, streams recomputed": harness.Workload(f"{T}:fusion_train_step", kwargs, BATCH),
+        "PyTorch, cached features": harness.Workload(f"{T}:cached_head_train_step", kwargs, BATCH),
+    }
+    return _compared(workloads, "JAX, streams recomputed", 2 * rounds)
+
+
+def bf16_throughput(rounds: int) -> str:
+    model = dict(model="resnet18", conv="auto", batch=BATCH, size=SIZE)
+    workloads = {dtype: harness.Workload(f"{J}:classifier_train_step", {**model, "dtype": dtype}, BATCH)
+                 for dtype in mixed_precision.DTYPES}
+    return _compared(workloads, "float32", rounds)
+
+
+SECTIONS: dict[str, tuple[str, Callable[[int], str]]] = {
+    "conv_layers": ("Per-layer convolution time, ResNet18 shapes, 1 CPU",
+                    lambda rounds: conv_layers.main(ONE_CPU, rounds)),
+    "resnet18": ("ResNet18 train step", resnet18),
+    "resnet18_one_cpu": ("ResNet18 train step, each worker pinned to 1 CPU", resnet18_one_cpu),
+    "vgg16": (f"VGG16 (width {VGG_WIDTH}) train step", vgg16),
+    "fusion": ("Fusion model train step (two frozen ResNet18 streams to layer3, trainable head)", fusion),
+    "stream_inference": ("Frozen stream inference (ResNet18 to layer3)", stream_inference),
+    "cached_features": ("Fusion head step: cached stream features vs recomputed streams", cached_features),
+    "bf16": ("Mixed precision (bf16 compute, f32 params): ResNet18 train step throughput", bf16_throughput),
+    "bf16_parity": ("Mixed precision: loss curves of the same training in f32 and bf16",
+                    lambda rounds: mixed_precision.main()),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sections", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per comparison")
+    parser.add_argument("--out", help="also write the markdown here")
+    args = parser.parse_args()
+    load = os.getloadavg()[0]
+    report = [f"Run {datetime.date.today()} on {platform.processor() or platform.machine()}, "
+              f"{os.cpu_count()} CPUs, load average {load:.1f} at start; batch {BATCH}, {SIZE} px."]
+    for name in args.sections:
+        title, run = SECTIONS[name]
+        report.append(f"### {title}\n\n{run(args.rounds)}")
+        print(report[-1] + "\n", flush=True)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write("\n\n".join(report) + "\n")
+
+
+if __name__ == "__main__":
+    main()
