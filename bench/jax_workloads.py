@@ -64,10 +64,10 @@ def classifier_train_step(model: str, conv: str, batch: int, size: int, width: f
                        lambda fw, b, train: fw("net", b["image"], train=train), data, ("net",))
 
 
-def _stream(conv: str, width: float, image: jax.Array) -> tuple[PlayerSpec, Any, Callable]:
+def _stream(conv: str, width: float, image: jax.Array, seed: int = 0) -> tuple[PlayerSpec, Any, Callable]:
     """A frozen fusion stream (ResNet18 cut after layer3): its spec, variables and jitted inference."""
     module = build_model("resnet18", num_classes=None, width=width, stop_at=CUT, conv=conv_module(conv))
-    variables = init_variables(module, jax.random.PRNGKey(0), image[:1])
+    variables = init_variables(module, jax.random.PRNGKey(seed), image[:1])
     return PlayerSpec(module), variables, functools.partial(jax.jit(module.apply), variables)
 
 
@@ -79,10 +79,11 @@ def _head(conv: str, features: int, fmap: jax.Array) -> tuple[PlayerSpec, Any]:
 def fusion_train_step(conv: str, batch: int, size: int, width: float = 1.0, features: int = 256) -> Step:
     """One step of seed 000's Joint model: both frozen streams run forward, the head learns."""
     data = batch_of(batch, size)
-    stream_spec, stream_variables, infer = _stream(conv, width, data["image"])
+    (fg_spec, fg_variables, infer), (bg_spec, bg_variables, _) = (
+        _stream(conv, width, data["image"], seed) for seed in range(2))
     head_spec, head_variables = _head(conv, features, infer(data["image"][:1]))
-    specs = {"fg_stream": stream_spec, "bg_stream": stream_spec, "head": head_spec}
-    variables = {"fg_stream": stream_variables, "bg_stream": stream_variables, "head": head_variables}
+    specs = {"fg_stream": fg_spec, "bg_stream": bg_spec, "head": head_spec}
+    variables = {"fg_stream": fg_variables, "bg_stream": bg_variables, "head": head_variables}
 
     def joint(fw, b, train):  # As `experiments.fusion.predict_fns()["Joint"]`, whose module imports TensorFlow.
         return fw("head", fw("fg_stream", b["image"]), fw("bg_stream", b["image"]), train=train)

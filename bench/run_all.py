@@ -1,6 +1,6 @@
 """Every benchmark, JAX against its PyTorch reference, as the markdown tables of bench/README.md.
 
-    PYTHONPATH=. python -m bench.run_all                      # ~15 min on 2 busy CPU cores
+    PYTHONPATH=. python -m bench.run_all                      # 10-20 min on 2 CPU cores
     PYTHONPATH=. python -m bench.run_all --sections resnet18 conv_layers --rounds 2
 
 JAX rows: 'XLA conv' is `lax.conv_general_dilated` (before), 'CPU conv' is `ops.conv.cpu_conv`
@@ -8,6 +8,7 @@ JAX rows: 'XLA conv' is `lax.conv_general_dilated` (before), 'CPU conv' is `ops.
 """
 
 import argparse
+import dataclasses
 import datetime
 import os
 import platform
@@ -35,21 +36,22 @@ def _compared(workloads: dict[str, harness.Workload], baseline: str, rounds: int
     return harness.table(list(harness.compare(workloads, rounds=rounds, steps=1).values()), baseline)
 
 
-def resnet18(rounds: int) -> str:
+def _resnet18_with_heap_kept(cpus, include_xla: bool) -> dict[str, harness.Workload]:
     model = dict(model="resnet18", batch=BATCH, size=SIZE)
-    return _compared(_before_after("classifier_train_step", "classifier_train_step", **model), "PyTorch", rounds)
+    workloads = _before_after("classifier_train_step", "classifier_train_step", cpus, **model)
+    if not include_xla:
+        del workloads["JAX, XLA conv"]
+    workloads["PyTorch, heap kept"] = dataclasses.replace(workloads["PyTorch"], env=REUSE_HEAP)
+    workloads["JAX, CPU conv, heap kept"] = dataclasses.replace(workloads["JAX, CPU conv"], env=REUSE_HEAP)
+    return workloads
+
+
+def resnet18(rounds: int) -> str:
+    return _compared(_resnet18_with_heap_kept(None, include_xla=True), "PyTorch", rounds)
 
 
 def resnet18_one_cpu(rounds: int) -> str:
-    model = dict(model="resnet18", batch=BATCH, size=SIZE)
-    workloads = {
-        "PyTorch": harness.Workload(f"{T}:classifier_train_step", model, BATCH, ONE_CPU),
-        "JAX, CPU conv": harness.Workload(f"{J}:classifier_train_step", {"conv": "cpu", **model}, BATCH, ONE_CPU),
-        "JAX, CPU conv, heap kept": harness.Workload(f"{J}:classifier_train_step", {"conv": "cpu", **model},
-                                                     BATCH, ONE_CPU, REUSE_HEAP),
-        "PyTorch, heap kept": harness.Workload(f"{T}:classifier_train_step", model, BATCH, ONE_CPU, REUSE_HEAP),
-    }
-    return _compared(workloads, "PyTorch", 2 * rounds)
+    return _compared(_resnet18_with_heap_kept(ONE_CPU, include_xla=False), "PyTorch", 2 * rounds)
 
 
 def vgg16(rounds: int) -> str:
