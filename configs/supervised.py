@@ -18,7 +18,7 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
     config.experiment = "supervised"
     config.seed = 0
     config.data = defaults.embedded_data()
-    config.model = ml_collections.ConfigDict(dict(name="resnet18", width=0.25))
+    config.model = ml_collections.ConfigDict(dict(name="resnet18", width=0.25, conv="auto"))  # conv: auto|cpu|xla
     config.train = defaults.train(num_epochs=8, batch_size=64)
     config.loop = defaults.loop()
     if preset == "smoke":

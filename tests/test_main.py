@@ -23,6 +23,8 @@ def test_bad_choices_fail_with_the_valid_ones(tmp_path):
         ("--config=configs/supervised.py", "--config.model.name=resnet7"): "unknown model 'resnet7'; available: "
                                                                            "resnet18, resnet34",
         ("--config=configs/supervised.py", "--config.train.batch_size=big"): "big",
+        ("--config=configs/supervised.py", "--config.model.conv=fast"): "unknown convolution 'fast'; choose one of "
+                                                                       "['auto', 'cpu', 'xla']",
         ("--config=configs/supervised.py", "--config.no_such_field=1"): "no_such_field",
     }
     for args, message in cases.items():
@@ -34,12 +36,14 @@ def test_bad_choices_fail_with_the_valid_ones(tmp_path):
 def test_supervised_smoke_run_writes_checkpoints_metrics_and_results(tmp_path):
     result = _main("--config=configs/supervised.py:smoke", "--config.data.num_examples=160",
                    "--config.train.batch_size=16", "--config.loop.checkpoint_every=5", "--config.loop.log_every=2",
+                   "--config.model.conv=xla",
                    tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "run"
     assert "[classifier] step 7/7 (100%)" in result.stderr
     config = json.loads((run / "config.json").read_text())
     assert config["train"]["batch_size"] == 16 and config["data"]["num_examples"] == 160  # overrides recorded
+    assert config["model"]["conv"] == "xla"
     assert sorted(int(d) for d in os.listdir(run / "classifier" / "checkpoints") if d.isdigit()) == [5, 7]
     metrics = [json.loads(line) for line in (run / "classifier" / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics if "train/loss" in m] == [2, 4, 6, 7]

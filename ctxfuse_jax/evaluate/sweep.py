@@ -46,13 +46,13 @@ def run_blur_sweep(step, players: Mapping[str, Player], split: ArraySplit, sigma
     if unknown:
         raise ValueError(f"unknown sweep regions {sorted(unknown)}; choose from {REGIONS}")
     batches = [sharding.put_batch(b, mesh) for b in eval_batches(split, global_batch_size)]
+    valid = np.concatenate([sharding.to_host(b["valid"]) for b in batches])
     results: dict[str, dict[str, np.ndarray]] = {}
     for region in regions:
+        foreground_only = jnp.asarray(region == "foreground")
         per_sigma = []
         for sigma in sigmas_px:
-            flags = jnp.asarray(region == "foreground")
-            outs = [step(players, batch, jnp.float32(sigma), flags) for batch in batches]
-            valid = np.concatenate([sharding.to_host(b["valid"]) for b in batches])
+            outs = [step(players, batch, jnp.float32(sigma), foreground_only) for batch in batches]
             per_sigma.append({name: np.concatenate([sharding.to_host(o[name]) for o in outs])[valid] > 0.5
                               for name in outs[0]})
         results[region] = {name: np.stack([s[name] for s in per_sigma]) for name in per_sigma[0]}

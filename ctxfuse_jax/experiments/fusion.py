@@ -48,7 +48,7 @@ class SeedResult:
 def stream_module(config: ml_collections.ConfigDict):
     """A stream: the backbone with its head and last conv stage removed (cut at `streams.cut`)."""
     return build_model(config.streams.arch, num_classes=None, width=config.streams.width,
-                       stop_at=config.streams.cut)
+                       stop_at=config.streams.cut, conv=config.streams.conv)
 
 
 def head_module(model: str, config: ml_collections.ConfigDict, num_classes: int):
@@ -74,7 +74,8 @@ def stream_variables(config, role: str, seed: int, seed_dir: str, mesh) -> tuple
     if stream_config.weights:
         return load_pretrained(stream_config.weights, stream), {}
     data = load_labelled(stream_config.data)
-    backbone = build_model(config.streams.arch, num_classes=data.num_classes, width=config.streams.width)
+    backbone = build_model(config.streams.arch, num_classes=data.num_classes, width=config.streams.width,
+                           conv=config.streams.conv)
     specs = {"backbone": PlayerSpec(backbone, optimizer_for(stream_config.train, len(data.train)))}
     init_rng, train_rng = _seed_rngs(seed, ROLES.index(role))
     sample = jnp.zeros((1, *data.train.arrays["image"].shape[1:]), jnp.float32)
