@@ -1,10 +1,11 @@
 """Supervised classification stages: one game shape shared by pretraining, linear probes and fusion.
 
-Every such stage trains some players so that `predict(forward, images, train)` classifies well;
-only who the players are and which of them move differs between the stages of an experiment.
+Every such stage trains some players so that `predict(forward, inputs, train)` classifies well;
+only who the players are, which of them move and what they classify (augmented images by default,
+or e.g. cached stream features) differs between the stages of an experiment.
 """
 
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +21,9 @@ from ctxfuse_jax.train.optim import make_optimizer
 from ctxfuse_jax.train.state import PlayerSpec, TrainState
 from ctxfuse_jax.train.steps import Update, make_eval_step
 
-Predict = Callable[[Forward, jax.Array, bool], jax.Array]
+Predict = Callable[[Forward, Any, bool], jax.Array]
+# (batch, rng) -> what `predict` classifies; `rng` draws the training augmentation, None at evaluation.
+Inputs = Callable[[Mapping[str, jax.Array], jax.Array | None], Any]
 
 
 def step_counts(train_config: ml_collections.ConfigDict, split_size: int) -> tuple[int, int]:
@@ -36,26 +39,36 @@ def optimizer_for(train_config: ml_collections.ConfigDict, split_size: int):
     return make_optimizer(train_config.optimizer, total, per_epoch)
 
 
-def classification_update(predict: Predict, moving: tuple[str, ...],
-                          train_config: ml_collections.ConfigDict) -> Update:
-    """Mean cross entropy of `predict` on augmented images, descended by the `moving` players."""
+def image_inputs(augment_config: ml_collections.ConfigDict) -> Inputs:
+    """The batch's images in [0, 1], flipped and cropped as `augment_config` says when training."""
+
+    def inputs(batch, rng):
+        images = pipeline.to_unit_float(batch["image"])
+        if rng is None:
+            return images
+        return augment(images, rng, augment_config.flip, augment_config.crop_padding)
+
+    return inputs
+
+
+def classification_update(predict: Predict, moving: tuple[str, ...], train_config: ml_collections.ConfigDict,
+                          inputs: Inputs) -> Update:
+    """Mean cross entropy of `predict` on the training `inputs`, descended by the `moving` players."""
     smoothing = train_config.label_smoothing
-    aug = train_config.augment
 
     def loss(forward: Forward, batch, rng):
-        images = augment(pipeline.to_unit_float(batch["image"]), rng, aug.flip, aug.crop_padding)
-        logits = predict(forward, images, True)
+        logits = predict(forward, inputs(batch, rng), True)
         loss = jnp.mean(losses.softmax_cross_entropy(logits, batch["label"], smoothing))
         return loss, {"accuracy": jnp.mean(losses.correct(logits, batch["label"]))}
 
     return Update(players=moving, loss=loss)
 
 
-def classification_metrics(predict: Predict):
+def classification_metrics(predict: Predict, inputs: Inputs):
     """Per-example accuracy, loss and prediction entropy, for `make_eval_step`."""
 
     def metrics(forward: Forward, batch):
-        logits = predict(forward, pipeline.to_unit_float(batch["image"]), False)
+        logits = predict(forward, inputs(batch, None), False)
         return {"accuracy": losses.correct(logits, batch["label"]),
                 "loss": losses.softmax_cross_entropy(logits, batch["label"]),
                 "entropy": losses.entropy(logits)}
@@ -67,13 +80,17 @@ def classification_stage(name: str, specs: Mapping[str, PlayerSpec], predict: Pr
                          moving: tuple[str, ...], init_state: Callable[[], TrainState],
                          train_split: pipeline.ArraySplit, test_split: pipeline.ArraySplit,
                          train_config: ml_collections.ConfigDict, seed: int,
-                         mesh: jax.sharding.Mesh, fingerprint: Mapping) -> Stage:
-    """A resumable stage training `moving` players, evaluated on `test_split` at the end."""
+                         mesh: jax.sharding.Mesh, fingerprint: Mapping, inputs: Inputs | None = None) -> Stage:
+    """A resumable stage training `moving` players, evaluated on `test_split` at the end.
+
+    `inputs` turns a batch of the splits into what `predict` takes: by default `image_inputs`.
+    """
+    inputs = inputs or image_inputs(train_config.augment)
     total, _ = step_counts(train_config, len(train_split))
-    eval_step = jax.jit(make_eval_step(specs, classification_metrics(predict)))
+    eval_step = jax.jit(make_eval_step(specs, classification_metrics(predict, inputs)))
     return Stage(
         name=name, specs=specs,
-        updates=[classification_update(predict, moving, train_config)],
+        updates=[classification_update(predict, moving, train_config, inputs)],
         init_state=init_state,
         batches=lambda start: pipeline.train_batches(train_split, train_config.batch_size, seed, start),
         num_steps=total,
