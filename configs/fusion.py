@@ -35,8 +35,12 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
         bg=dict(weights="", data=defaults.embedded_data("scenes", image_size=64),
                 train=defaults.train(num_epochs=3, batch_size=64, learning_rate=0.1)),
     ))
+    # feature_cache: auto|on|off. The frozen streams' features depend on the image alone, so with no
+    # augmentation but flips they are computed once per image and mirror and kept on the host for all
+    # three heads and all epochs (bench/README.md: "Cached stream features"); 'auto' does so when the
+    # cache fits in feature_cache_max_gib, 'on' always (an error under crop augmentation), 'off' never.
     config.heads = ml_collections.ConfigDict(dict(
-        fusion_features=64,
+        fusion_features=64, feature_cache="auto", feature_cache_max_gib=4.0,
         train=defaults.train(num_epochs=8, batch_size=64, learning_rate=0.05, crop_padding=0),
     ))
     # Sigmas at the paper's 224 px scale (its Figure 5 sweep); scaled to the actual image size.

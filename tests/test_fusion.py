@@ -6,7 +6,6 @@ import os
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
@@ -71,15 +70,11 @@ def test_smoke_pipeline_end_to_end_and_resume(tmp_path):
     report = open(os.path.join(workdir, "report.md")).read()
     assert report.count("Joint beats FG") + report.count("Joint does not beat FG") == 4
 
-    # The frozen FG stream inside the Joint stage is bit-identical to the pretrained backbone's layers.
-    pretrained = _state_tree(os.path.join(workdir, "seed_0", "pretrain_fg"))["players"]["backbone"]["params"]
-    joint = _state_tree(os.path.join(workdir, "seed_0", "head_joint"))["players"]
-    for name, leaf in jax.tree_util.tree_flatten_with_path(joint["fg_stream"]["params"])[0]:
-        expected = pretrained
-        for key in name:
-            expected = expected[key.key]
-        np.testing.assert_array_equal(leaf, expected)
-    assert joint["fg_stream"]["opt_state"] is None and joint["head"]["opt_state"] is not None
+    # The smoke heads flip but do not crop, so they learn from cached stream features: their
+    # checkpoints hold the head alone (tests/test_feature_cache.py checks the cache against the streams).
+    for stage in ("head_fg", "head_bg", "head_joint"):
+        players = _state_tree(os.path.join(workdir, "seed_0", stage))["players"]
+        assert set(players) == {"head"} and players["head"]["opt_state"] is not None
 
     # Re-running finds every stage complete and reproduces the numbers.
     assert fusion.run(config, workdir) == first

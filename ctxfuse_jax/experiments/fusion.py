@@ -20,8 +20,9 @@ import numpy as np
 from ctxfuse_jax.data import test_sets
 from ctxfuse_jax.data.sources import Labelled, load_labelled
 from ctxfuse_jax.evaluate.sweep import make_sweep_step, run_blur_sweep
-from ctxfuse_jax.experiments import fusion_analysis
+from ctxfuse_jax.experiments import feature_cache, fusion_analysis
 from ctxfuse_jax.experiments.classification import classification_stage, optimizer_for
+from ctxfuse_jax.experiments.feature_cache import StreamFeatures
 from ctxfuse_jax.models.fusion import FusionHead, LinearProbe
 from ctxfuse_jax.models.registry import build_model
 from ctxfuse_jax.models.variables import restrict_variables
@@ -57,9 +58,21 @@ def head_module(model: str, config: ml_collections.ConfigDict, num_classes: int)
     return LinearProbe(num_classes)
 
 
-def _head_logits(fw, images, train: bool = False, *, model: str):
+def stream_feature(config: ml_collections.ConfigDict, image_shape: tuple[int, ...]) -> jax.ShapeDtypeStruct:
+    """Shape and dtype of a stream's features of one image, computing nothing."""
+    stream = stream_module(config)
+    sample = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
+    return jax.eval_shape(lambda x: stream.init_with_output(jax.random.PRNGKey(0), x)[0], sample)
+
+
+def _head_logits(fw, features: dict, train: bool = False, *, model: str):
     """A classifier's logits: its head applied to the features of the streams it uses."""
-    return fw("head", *[fw(f"{role}_stream", images) for role in STREAMS_OF[model]], train=train)
+    return fw("head", *[features[role] for role in STREAMS_OF[model]], train=train)
+
+
+def _streams_then_head(fw, images, train: bool = False, *, model: str):
+    """A classifier's logits from images: its frozen streams run, then its head."""
+    return _head_logits(fw, {role: fw(f"{role}_stream", images) for role in STREAMS_OF[model]}, train, model=model)
 
 
 def _seed_rngs(seed: int, index: int) -> tuple[jax.Array, jax.Array]:
@@ -91,27 +104,37 @@ def stream_variables(config, role: str, seed: int, seed_dir: str, mesh) -> tuple
     return restrict_variables(variables, stream), result.metrics
 
 
-def train_head(config, model: str, data: Labelled, streams: dict, seed: int, seed_dir: str,
-               mesh) -> tuple[dict, dict]:
-    """Trains one classifier's head on its frozen streams; returns the head's variables and metrics."""
-    stream, head = stream_module(config), head_module(model, config, data.num_classes)
-    specs = {f"{role}_stream": PlayerSpec(stream) for role in STREAMS_OF[model]}
-    specs["head"] = PlayerSpec(head, optimizer_for(config.heads.train, len(data.train)))
-    sample = jnp.zeros((1, *data.train.arrays["image"].shape[1:]), jnp.float32)
-    head_inputs = [jnp.zeros(jax.eval_shape(functools.partial(stream.apply, streams[r]), sample).shape)
-                   for r in STREAMS_OF[model]]
+def train_head(config, model: str, data: Labelled, streams: dict, seed: int, seed_dir: str, mesh,
+               features: StreamFeatures | None = None) -> tuple[dict, dict]:
+    """Trains one classifier's head on its frozen streams; returns the head's variables and metrics.
+
+    With `features` the head learns from the streams' cached features and the stage's players are
+    the head alone; without, the streams are frozen players run at every step.
+    """
+    roles, head = STREAMS_OF[model], head_module(model, config, data.num_classes)
+    feature = stream_feature(config, data.train.arrays["image"].shape[1:])
     init_rng, train_rng = _seed_rngs(seed, len(ROLES) + MODELS.index(model))
+    if features is None:
+        frozen = {f"{role}_stream": streams[role] for role in roles}
+        predict, inputs = functools.partial(_streams_then_head, model=model), None
+        train_split, test_split = data.train, data.test
+    else:
+        frozen = {}
+        predict, inputs = functools.partial(_head_logits, model=model), features.inputs(roles)
+        train_split, test_split = features.splits(roles)
+    specs = {name: PlayerSpec(stream_module(config)) for name in frozen}
+    specs["head"] = PlayerSpec(head, optimizer_for(config.heads.train, len(data.train)))
 
     def init_state():
-        variables = {f"{role}_stream": streams[role] for role in STREAMS_OF[model]}
-        variables["head"] = init_variables(head, init_rng, *head_inputs)
-        return new_train_state(specs, variables, train_rng)
+        head_variables = init_variables(head, init_rng, *[jnp.zeros(feature.shape, feature.dtype) for _ in roles])
+        return new_train_state(specs, {**frozen, "head": head_variables}, train_rng)
 
     stage = classification_stage(
-        f"head_{model.lower()}", specs, functools.partial(_head_logits, model=model), ("head",), init_state,
-        data.train, data.test, config.heads.train, seed, mesh,
+        f"head_{model.lower()}", specs, predict, ("head",), init_state, train_split, test_split,
+        config.heads.train, seed, mesh, inputs=inputs,
         fingerprint={"model": model, "streams": config.streams.to_dict(), "data": config.data.to_dict(),
-                     "fusion_features": config.heads.fusion_features})
+                     "fusion_features": config.heads.fusion_features,
+                     "stream_features": "recomputed" if features is None else "cached"})
     result = run_stage(stage, seed_dir, mesh, LoopOptions(**config.loop))
     player = jax.device_get(result.state.players["head"])
     return {"params": player.params, "batch_stats": player.batch_stats}, result.metrics
@@ -145,14 +168,18 @@ def sweep_accuracy(config, data: Labelled, streams: dict, heads: dict, mesh) -> 
             for region, by_model in correct.items()}
 
 
-def run_seed(config, data: Labelled, seed: int, seed_dir: str, mesh) -> SeedResult:
+def run_seed(config, data: Labelled, seed: int, seed_dir: str, mesh, cache_features: bool) -> SeedResult:
     streams, metrics = {}, {}
     for role in ROLES:
         streams[role], metrics[f"pretrain_{role}"] = stream_variables(config, role, seed, seed_dir, mesh)
+    features = None
+    if cache_features:  # One pass of each stream over the data serves all three heads.
+        features = StreamFeatures(stream_module(config), streams, data, config.heads.train.augment.flip,
+                                  config.heads.train.batch_size, mesh)
     heads = {}
     for model in MODELS:
         heads[model], metrics[f"head_{model.lower()}"] = train_head(config, model, data, streams, seed,
-                                                                    seed_dir, mesh)
+                                                                    seed_dir, mesh, features)
     return SeedResult(streams, heads, metrics, sweep_accuracy(config, data, streams, heads, mesh))
 
 
@@ -197,8 +224,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     for batch_size in (config.heads.train.batch_size, config.sweep.batch_size,
                        *(config.streams[r].train.batch_size for r in ROLES)):
         sharding.check_batch_size(batch_size, mesh)
+    feature_cache.check_mode(config.heads)
     data = load_labelled(config.data)
-    results = {seed: run_seed(config, data, seed, os.path.join(workdir, f"seed_{seed}"), mesh)
+    cache_features = feature_cache.use_cache(config.heads, stream_feature(config, data.train.arrays["image"].shape[1:]),
+                                             len(data.train), len(data.test), len(ROLES))
+    results = {seed: run_seed(config, data, seed, os.path.join(workdir, f"seed_{seed}"), mesh, cache_features)
                for seed in config.seeds}
     if jax.process_index() == 0:
         write_outputs(config, data, results, workdir, time.monotonic() - start)
