@@ -15,7 +15,7 @@ cost disk the size of the cache (tens of GiB for COCO at 224 px) and a way to te
 import functools
 import math
 import time
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import dm_pix
 import flax.linen as nn
@@ -90,6 +90,21 @@ def _stream_views(stream: nn.Module, variables: Variables, batch: Mapping[str, j
     return views
 
 
+class _LazySplit:
+    """Stands in for an `ArraySplit` where only its length and arrays are read (`train_batches`,
+    `eval_batches`), and builds it on the first read of the arrays."""
+
+    def __init__(self, size: int, build: Callable[[], ArraySplit]):
+        self._size, self._build = size, build
+
+    def __len__(self) -> int:
+        return self._size
+
+    @functools.cached_property
+    def arrays(self) -> Mapping[str, np.ndarray]:
+        return self._build().arrays
+
+
 class StreamFeatures:
     """A seed's head splits as frozen-stream features, each stream's computed on first use."""
 
@@ -99,14 +114,18 @@ class StreamFeatures:
         self._mirrored, self._batch_size, self._mesh = mirrored, batch_size, mesh
         self._computed: dict[tuple[str, str], dict[str, np.ndarray]] = {}
 
-    def splits(self, roles: Sequence[str]) -> tuple[ArraySplit, ArraySplit]:
-        """(train, test) with `label` and, per stream role, its features (train also `mirror_field(role)`)."""
+    def splits(self, roles: Sequence[str]) -> tuple["_LazySplit", "_LazySplit"]:
+        """(train, test) with `label` and, per stream role, its features (train also `mirror_field(role)`).
+
+        Computed when a stage first reads them, so re-running a finished stage costs no stream pass.
+        """
 
         def split(name: str, images: ArraySplit) -> ArraySplit:
             fields = {k: v for role in roles for k, v in self._features(role, name, images).items()}
             return ArraySplit({"label": images.arrays["label"], **fields})
 
-        return split("train", self._data.train), split("test", self._data.test)
+        return (_LazySplit(len(self._data.train), lambda: split("train", self._data.train)),
+                _LazySplit(len(self._data.test), lambda: split("test", self._data.test)))
 
     def inputs(self, roles: Sequence[str]) -> Inputs:
         """What a head takes, {role: features}, flipped per example in training as images would be."""
