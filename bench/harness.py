@@ -31,7 +31,7 @@ class Workload:
 
     `factory` is named as 'module:function', so only the worker imports its framework (a JAX
     worker never loads PyTorch). `cpus` pins the worker to those CPUs before any thread pool
-    starts (None: all CPUs); `keep_freed_memory` tunes the worker's malloc as
+    starts (None: all CPUs); `tune_host_memory` sets up the worker's XLA flags and malloc as
     `python -m ctxfuse_jax.main` does on CPU (`ctxfuse_jax.host_memory`).
     """
 
@@ -39,7 +39,7 @@ class Workload:
     kwargs: Mapping[str, Any]
     items: int
     cpus: tuple[int, ...] | None = None
-    keep_freed_memory: bool = False
+    tune_host_memory: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +68,8 @@ def _serve(conn, workload: Workload) -> None:
     try:
         if workload.cpus is not None:
             os.sched_setaffinity(0, workload.cpus)
-        if workload.keep_freed_memory:
+        if workload.tune_host_memory:
+            host_memory.use_memory_saving_schedule()
             host_memory.keep_freed_memory()
         start = time.perf_counter()
         module, function = workload.factory.split(":")

@@ -5,7 +5,7 @@
 
 JAX rows: 'before' is `lax.conv_general_dilated` on glibc's default heap, as at the start of the
 work; 'after' is `ops.conv.cpu_conv` (what `fast_conv`, the models' default, compiles to on CPU)
-with freed host memory kept (`ctxfuse_jax.host_memory`), as `python -m ctxfuse_jax.main` runs on
+with the host memory settings of `ctxfuse_jax.host_memory`, as `python -m ctxfuse_jax.main` runs on
 CPU. All at 64 px, batch 64.
 """
 
@@ -24,40 +24,40 @@ ONE_CPU = (0,)
 J, T = "bench.jax_workloads", "bench.torch_workloads"
 
 
-def _jax(factory: str, cpus=None, keep_freed_memory: bool = True, **kwargs) -> harness.Workload:
-    """A JAX workload; by default set up as `python -m ctxfuse_jax.main` runs on CPU (heap kept)."""
-    return harness.Workload(f"{J}:{factory}", kwargs, BATCH, cpus, keep_freed_memory)
+def _jax(factory: str, cpus=None, tune_host_memory: bool = True, **kwargs) -> harness.Workload:
+    """A JAX workload; by default set up as `python -m ctxfuse_jax.main` runs on CPU (host memory tuned)."""
+    return harness.Workload(f"{J}:{factory}", kwargs, BATCH, cpus, tune_host_memory)
 
 
 def _before_after(jax_factory: str, torch_factory: str, cpus=None, **kwargs) -> dict[str, harness.Workload]:
-    """PyTorch; JAX as it was (XLA conv, glibc's default heap); JAX as it is now."""
+    """PyTorch; JAX as it was (XLA conv, default XLA flags and heap); JAX as it is now."""
     return {"PyTorch": harness.Workload(f"{T}:{torch_factory}", kwargs, BATCH, cpus),
-            "JAX before (XLA conv)": _jax(jax_factory, cpus, keep_freed_memory=False, conv="xla", **kwargs),
-            "JAX after (CPU conv, heap kept)": _jax(jax_factory, cpus, conv="cpu", **kwargs)}
+            "JAX before (XLA conv)": _jax(jax_factory, cpus, tune_host_memory=False, conv="xla", **kwargs),
+            "JAX after (CPU conv, host memory tuned)": _jax(jax_factory, cpus, conv="cpu", **kwargs)}
 
 
 def _compared(workloads: dict[str, harness.Workload], baseline: str, rounds: int) -> str:
     return harness.table(list(harness.compare(workloads, rounds=rounds, steps=1).values()), baseline)
 
 
-def _resnet18_heap_effect(cpus, include_before: bool) -> dict[str, harness.Workload]:
-    """Before/after, plus each framework with the other heap setting, to separate the two fixes."""
+def _resnet18_host_memory_effect(cpus, include_before: bool) -> dict[str, harness.Workload]:
+    """Before/after, plus each framework with the other host memory setting, to separate the fixes."""
     model = dict(model="resnet18", batch=BATCH, size=SIZE)
     workloads = _before_after("classifier_train_step", "classifier_train_step", cpus, **model)
     if not include_before:
         del workloads["JAX before (XLA conv)"]
-    workloads["PyTorch, heap kept"] = dataclasses.replace(workloads["PyTorch"], keep_freed_memory=True)
-    workloads["JAX, CPU conv, glibc's default heap"] = _jax("classifier_train_step", cpus, keep_freed_memory=False,
-                                                            conv="cpu", **model)
+    workloads["PyTorch, heap kept"] = dataclasses.replace(workloads["PyTorch"], tune_host_memory=True)
+    workloads["JAX, CPU conv, host memory not tuned"] = _jax("classifier_train_step", cpus, tune_host_memory=False,
+                                                             conv="cpu", **model)
     return workloads
 
 
 def resnet18(rounds: int) -> str:
-    return _compared(_resnet18_heap_effect(None, include_before=True), "PyTorch", rounds)
+    return _compared(_resnet18_host_memory_effect(None, include_before=True), "PyTorch", rounds)
 
 
 def resnet18_one_cpu(rounds: int) -> str:
-    return _compared(_resnet18_heap_effect(ONE_CPU, include_before=False), "PyTorch", 2 * rounds)
+    return _compared(_resnet18_host_memory_effect(ONE_CPU, include_before=False), "PyTorch", 2 * rounds)
 
 
 def vgg16(rounds: int) -> str:
