@@ -6,7 +6,6 @@ and ratios measured in the same rounds. Separate processes keep the thread pools
 PyTorch from spinning against each other and give each workload its own peak-memory figure.
 """
 
-import contextlib
 import dataclasses
 import importlib
 import multiprocessing
@@ -16,6 +15,8 @@ import statistics
 import time
 import traceback
 from typing import Any, Callable, Mapping, Sequence
+
+from ctxfuse_jax import host_memory
 
 Step = Callable[[], Any]  # Runs one step and blocks until its results are ready.
 
@@ -30,15 +31,15 @@ class Workload:
 
     `factory` is named as 'module:function', so only the worker imports its framework (a JAX
     worker never loads PyTorch). `cpus` pins the worker to those CPUs before any thread pool
-    starts (None: all CPUs); `env` is added to the worker's environment (e.g. GLIBC_TUNABLES,
-    which only a new process reads).
+    starts (None: all CPUs); `tune_host_memory` sets up the worker's XLA flags and malloc as
+    `python -m ctxfuse_jax.main` does on CPU (`ctxfuse_jax.host_memory`).
     """
 
     factory: str
     kwargs: Mapping[str, Any]
     items: int
     cpus: tuple[int, ...] | None = None
-    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    tune_host_memory: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +68,9 @@ def _serve(conn, workload: Workload) -> None:
     try:
         if workload.cpus is not None:
             os.sched_setaffinity(0, workload.cpus)
+        if workload.tune_host_memory:
+            host_memory.use_memory_saving_schedule()
+            host_memory.keep_freed_memory()
         start = time.perf_counter()
         module, function = workload.factory.split(":")
         step = getattr(importlib.import_module(module), function)(**workload.kwargs)
@@ -89,18 +93,6 @@ def _serve(conn, workload: Workload) -> None:
         conn.send(("error", traceback.format_exc()))
 
 
-@contextlib.contextmanager
-def _environment(env: Mapping[str, str]):
-    """`os.environ` plus `env` while a worker starts (a spawned worker copies it)."""
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
 def _receive(conn, name: str) -> Any:
     message = conn.recv()
     if isinstance(message, tuple) and message[0] == "error":
@@ -119,8 +111,7 @@ def compare(workloads: Mapping[str, Workload], rounds: int = 3, steps: int = 2) 
         for name, workload in workloads.items():
             parent, child = context.Pipe()
             process = context.Process(target=_serve, args=(child, workload), daemon=True)
-            with _environment(workload.env):
-                process.start()
+            process.start()
             workers[name] = (process, parent)
             _, setup_s, first_s = _receive(parent, name)
             setup[name] = (setup_s, first_s)
