@@ -21,7 +21,7 @@ Step = Callable[[], Any]  # Runs one step and blocks until its results are ready
 
 
 class Parts(dict):
-    """What a step may return to report its own timings of its parts: {name: seconds}."""
+    """What a step may return to report its own measures of its parts: {name: seconds or a count}."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +50,7 @@ class Result:
     step_times: tuple[float, ...]
     peak_rss_mib: float
     parts: Mapping[str, tuple[float, ...]] = dataclasses.field(default_factory=dict)
+    first_parts: Mapping[str, float] = dataclasses.field(default_factory=dict)  # The first step's (compiling).
 
     @property
     def median_s(self) -> float:
@@ -71,8 +72,8 @@ def _serve(conn, workload: Workload) -> None:
         module, function = workload.factory.split(":")
         step = getattr(importlib.import_module(module), function)(**workload.kwargs)
         built = time.perf_counter()
-        step()
-        conn.send(("ready", built - start, time.perf_counter() - built))
+        first = step()
+        conn.send(("ready", built - start, time.perf_counter() - built, first if isinstance(first, Parts) else {}))
         while (message := conn.recv()) != "stop":
             times, parts = [], []
             for _ in range(message):
@@ -122,8 +123,8 @@ def compare(workloads: Mapping[str, Workload], rounds: int = 3, steps: int = 2) 
             with _environment(workload.env):
                 process.start()
             workers[name] = (process, parent)
-            _, setup_s, first_s = _receive(parent, name)
-            setup[name] = (setup_s, first_s)
+            _, setup_s, first_s, first_parts = _receive(parent, name)
+            setup[name] = (setup_s, first_s, first_parts)
         times: dict[str, list[float]] = {name: [] for name in workloads}
         parts: dict[str, dict[str, list[float]]] = {name: {} for name in workloads}
         names = list(workloads)
@@ -138,8 +139,10 @@ def compare(workloads: Mapping[str, Workload], rounds: int = 3, steps: int = 2) 
         results = {}
         for name, (_, conn) in workers.items():
             conn.send("stop")
-            results[name] = Result(name, workloads[name].items, *setup[name], tuple(times[name]),
-                                   _receive(conn, name), {k: tuple(v) for k, v in parts[name].items()})
+            setup_s, first_s, first_parts = setup[name]
+            results[name] = Result(name, workloads[name].items, setup_s, first_s, tuple(times[name]),
+                                   _receive(conn, name), {k: tuple(v) for k, v in parts[name].items()},
+                                   dict(first_parts))
         return results
     finally:
         for process, conn in workers.values():
