@@ -1,10 +1,12 @@
-"""Every benchmark, JAX against its PyTorch reference, as the markdown tables of bench/README.md.
+"""Every benchmark as the markdown tables of bench/README.md: JAX against its PyTorch reference,
+then the costs around the train step (degradations, input pipeline, compilation).
 
-    PYTHONPATH=. python -m bench.run_all                      # 10-20 min on 2 CPU cores
+    PYTHONPATH=. python -m bench.run_all                      # 30-50 min on 2 CPU cores
     PYTHONPATH=. python -m bench.run_all --sections resnet18 conv_layers --rounds 2
 
 JAX rows: 'XLA conv' is `lax.conv_general_dilated` (before), 'CPU conv' is `ops.conv.cpu_conv`
-(after; what `fast_conv`, the models' default, compiles to on CPU). All at 64 px, batch 64.
+(after; what `fast_conv`, the models' default, compiles to on CPU). Batch 64, 64 px unless a
+section says 224.
 """
 
 import argparse
@@ -14,7 +16,7 @@ import os
 import platform
 from typing import Callable
 
-from bench import conv_layers, harness, mixed_precision
+from bench import conv_layers, degrade_share, harness, input_pipeline, mixed_precision, sweep_compiles
 
 BATCH, SIZE = 64, 64
 VGG_WIDTH = 0.5  # VGG16 at half width in both frameworks, so a step fits the time.
@@ -99,6 +101,18 @@ SECTIONS: dict[str, tuple[str, Callable[[int], str]]] = {
     "bf16": ("Mixed precision (bf16 compute, f32 params): ResNet18 train step throughput", bf16_throughput),
     "bf16_parity": ("Mixed precision: loss curves of the same training in f32 and bf16",
                     lambda rounds: mixed_precision.main()),
+    "degrade_share": ("Degrading a training batch on device: share of a ResNet18 train step",
+                      lambda rounds: degrade_share.main(rounds, 64, "ResNet18")),
+    "degrade_share_fusion": ("Degrading a training batch on device: share of a fusion train step",
+                             lambda rounds: degrade_share.main(rounds, 64, "fusion")),
+    "degrade_share_224": ("Degrading a training batch on device at 224 px: share of a fusion train step",
+                          lambda rounds: degrade_share.main(rounds, 224, "fusion")),
+    "input_pipeline": ("Input pipeline against the train steps it feeds (default fusion job, 64 px)",
+                       lambda rounds: input_pipeline.main(rounds, 64)),
+    "input_pipeline_224": ("Input pipeline against the train step it feeds (COCO sizes, 224 px)",
+                           lambda rounds: input_pipeline.main(rounds, 224)),
+    "sweep_compiles": ("Compilations of the default fusion job: the robustness sweep and the stages' train steps",
+                       lambda rounds: sweep_compiles.main()),
 }
 
 
