@@ -1,5 +1,7 @@
-"""Every benchmark as the markdown tables of bench/README.md: JAX against its PyTorch reference,
-then the costs around the train step (degradations, input pipeline, compilation).
+"""Every benchmark, as the markdown tables of bench/README.md.
+
+JAX against its PyTorch reference, then the costs around the train step (degradations, input
+pipeline, compilation).
 
     PYTHONPATH=. python -m bench.run_all                      # 30-50 min on 2 CPU cores
     PYTHONPATH=. python -m bench.run_all --sections resnet18 conv_layers --rounds 2
