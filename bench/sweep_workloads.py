@@ -25,7 +25,6 @@ from ctxfuse_jax.train.loop import StageResult
 from ctxfuse_jax.train.steps import make_train_step
 
 
-
 def per_sigma(step: Callable) -> Callable:
     """The naive reference: sigma a static argument of the jit, so each sigma compiles its own
     program (the region stays traced). Same arguments as `make_sweep_step`'s step."""
