@@ -73,7 +73,8 @@ def timed(fns: dict[str, Callable[[], Any]]) -> harness.Parts:
 def workloads(cpus: tuple[int, ...] | None) -> dict[str, harness.Workload]:
     return {"XLA conv": harness.Workload("bench.jax_workloads:conv_layer_pieces", {"conv": "xla"}, BATCH, cpus),
             "CPU conv": harness.Workload("bench.jax_workloads:conv_layer_pieces", {"conv": "cpu"}, BATCH, cpus),
-            "PyTorch": harness.Workload("bench.torch_workloads:conv_layer_pieces", {}, BATCH, cpus)}
+            "PyTorch": harness.Workload("bench.torch_workloads:conv_layer_pieces", {}, BATCH, cpus,
+                                        tune_host_memory=False)}
 
 
 def table(results: dict[str, harness.Result], layers: tuple[Layer, ...] = RESNET18_64PX) -> str:

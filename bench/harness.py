@@ -22,7 +22,7 @@ Step = Callable[[], Any]  # Runs one step and blocks until its results are ready
 
 
 class Parts(dict):
-    """What a step may return to report its own timings of its parts: {name: seconds}."""
+    """What a step may return to report its own measures of its parts: {name: seconds or a count}."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,14 +32,15 @@ class Workload:
     `factory` is named as 'module:function', so only the worker imports its framework (a JAX
     worker never loads PyTorch). `cpus` pins the worker to those CPUs before any thread pool
     starts (None: all CPUs); `tune_host_memory` sets up the worker's XLA flags and malloc as
-    `python -m ctxfuse_jax.main` does on CPU (`ctxfuse_jax.host_memory`).
+    `python -m ctxfuse_jax.main` does on CPU (`ctxfuse_jax.host_memory`); references that should
+    run as their framework ships (PyTorch) turn it off.
     """
 
     factory: str
     kwargs: Mapping[str, Any]
     items: int
     cpus: tuple[int, ...] | None = None
-    tune_host_memory: bool = False
+    tune_host_memory: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Result:
     step_times: tuple[float, ...]
     peak_rss_mib: float
     parts: Mapping[str, tuple[float, ...]] = dataclasses.field(default_factory=dict)
+    first_parts: Mapping[str, float] = dataclasses.field(default_factory=dict)  # The first step's (compiling).
 
     @property
     def median_s(self) -> float:
@@ -75,8 +77,8 @@ def _serve(conn, workload: Workload) -> None:
         module, function = workload.factory.split(":")
         step = getattr(importlib.import_module(module), function)(**workload.kwargs)
         built = time.perf_counter()
-        step()
-        conn.send(("ready", built - start, time.perf_counter() - built))
+        first = step()
+        conn.send(("ready", built - start, time.perf_counter() - built, first if isinstance(first, Parts) else {}))
         while (message := conn.recv()) != "stop":
             times, parts = [], []
             for _ in range(message):
@@ -113,8 +115,8 @@ def compare(workloads: Mapping[str, Workload], rounds: int = 3, steps: int = 2) 
             process = context.Process(target=_serve, args=(child, workload), daemon=True)
             process.start()
             workers[name] = (process, parent)
-            _, setup_s, first_s = _receive(parent, name)
-            setup[name] = (setup_s, first_s)
+            _, setup_s, first_s, first_parts = _receive(parent, name)
+            setup[name] = (setup_s, first_s, first_parts)
         times: dict[str, list[float]] = {name: [] for name in workloads}
         parts: dict[str, dict[str, list[float]]] = {name: {} for name in workloads}
         names = list(workloads)
@@ -129,8 +131,10 @@ def compare(workloads: Mapping[str, Workload], rounds: int = 3, steps: int = 2) 
         results = {}
         for name, (_, conn) in workers.items():
             conn.send("stop")
-            results[name] = Result(name, workloads[name].items, *setup[name], tuple(times[name]),
-                                   _receive(conn, name), {k: tuple(v) for k, v in parts[name].items()})
+            setup_s, first_s, first_parts = setup[name]
+            results[name] = Result(name, workloads[name].items, setup_s, first_s, tuple(times[name]),
+                                   _receive(conn, name), {k: tuple(v) for k, v in parts[name].items()},
+                                   dict(first_parts))
         return results
     finally:
         for process, conn in workers.values():

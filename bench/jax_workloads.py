@@ -4,6 +4,7 @@ Steps are built exactly as experiments build them (models from the registry, pla
 trainer's `make_train_step`), without data augmentation, on one fixed device-resident batch.
 """
 
+import dataclasses
 import functools
 from typing import Any, Callable
 
@@ -25,10 +26,15 @@ NUM_CLASSES = 10
 CUT = "layer3"
 
 
-def batch_of(batch: int, size: int, seed: int = 0) -> dict[str, jax.Array]:
+def batch_of(batch: int, size: int, seed: int = 0, mask: bool = False) -> dict[str, jax.Array]:
+    """Random images and labels; `mask` adds a centred box covering a quarter of each image."""
     rng = np.random.default_rng(seed)
-    return {"image": jnp.asarray(rng.uniform(size=(batch, size, size, 3)), jnp.float32),
+    data = {"image": jnp.asarray(rng.uniform(size=(batch, size, size, 3)), jnp.float32),
             "label": jnp.asarray(rng.integers(0, NUM_CLASSES, batch))}
+    if mask:
+        data["mask"] = jnp.zeros((batch, size, size, 1), bool).at[:, size // 4:3 * size // 4,
+                                                                   size // 4:3 * size // 4].set(True)
+    return data
 
 
 def sgd() -> optax.GradientTransformation:
@@ -36,32 +42,72 @@ def sgd() -> optax.GradientTransformation:
     return optax.chain(optax.add_decayed_weights(5e-4), optax.sgd(0.01, momentum=0.9, nesterov=True))
 
 
-def _train_loop(specs: dict[str, PlayerSpec], variables: dict[str, Any], predict: Callable,
-                inputs: dict[str, jax.Array], moving: tuple[str, ...]) -> Step:
-    """A `Step` running the trainer's step (cross entropy of `predict`, moving `moving`) on `inputs`."""
+Logits = Callable[[Any, dict[str, jax.Array], bool], jax.Array]  # (forward, batch, train) -> logits
+
+
+@dataclasses.dataclass(frozen=True)
+class Game:
+    """Players as an experiment builds them; `predict(forward, images, train)` classifies (None
+    when the batch holds no images, e.g. cached features)."""
+
+    specs: dict[str, PlayerSpec]
+    variables: dict[str, Any]
+    predict: Callable[[Any, jax.Array, bool], jax.Array] | None
+    moving: tuple[str, ...]
+
+    def on_images(self) -> Logits:
+        return lambda fw, b, train: self.predict(fw, b["image"], train)
+
+
+def cross_entropy(logits: Logits, moving: tuple[str, ...], degradation: str = "") -> Update:
+    """Mean cross entropy of `logits`, moving `moving`; `degradation` (a `bench.degradations`
+    name) first degrades the batch's images inside the same step, with the step's rng."""
+    degrade_fn = None
+    if degradation:
+        from bench.degradations import ON_DEVICE  # Imports TensorFlow: only workers that degrade pay.
+        degrade_fn = ON_DEVICE[degradation]
 
     def loss(forward, batch, rng):
-        logits = predict(forward, batch, True)
-        return jnp.mean(losses.softmax_cross_entropy(logits, batch["label"])), {}
+        if degrade_fn is not None:
+            batch = {**batch, "image": degrade_fn(batch["image"], batch["mask"], rng)}
+        return jnp.mean(losses.softmax_cross_entropy(logits(forward, batch, True), batch["label"])), {}
 
-    train_step = jax.jit(make_train_step(specs, [Update(moving, loss)]), donate_argnums=0)
-    cell = [new_train_state(specs, variables, jax.random.PRNGKey(99))]
+    return Update(moving, loss)
+
+
+def train_loop(game: Game, update: Update, next_batch: Callable[[], dict[str, jax.Array]],
+               steps: int = 1) -> Step:
+    """A `Step` running the trainer's jitted step `steps` times on `next_batch()`, blocking once at
+    the end (as the training loop does between log steps)."""
+    train_step = jax.jit(make_train_step(game.specs, [update]), donate_argnums=0)
+    cell = [new_train_state(game.specs, game.variables, jax.random.PRNGKey(99))]
 
     def step():
-        cell[0], metrics = train_step(cell[0], inputs)
+        for _ in range(steps):
+            cell[0], metrics = train_step(cell[0], next_batch())
         return jax.block_until_ready(metrics)
 
     return step
 
 
+def _resident(game: Game, data: dict[str, jax.Array], degradation: str = "", logits: Logits | None = None) -> Step:
+    """Cross-entropy SGD steps of `game` on one device-resident batch, no augmentation."""
+    return train_loop(game, cross_entropy(logits or game.on_images(), game.moving, degradation), lambda: data)
+
+
+def classifier_game(model: str, conv: str, image: jax.Array, width: float = 1.0,
+                    dtype: str = "float32", num_classes: int = NUM_CLASSES) -> Game:
+    """A zoo classifier (`resnet18`, `vgg16`) learning alone, batch-norm statistics included."""
+    net = build_model(model, num_classes=num_classes, width=width, conv=conv_module(conv), dtype=jnp.dtype(dtype))
+    variables = {"net": init_variables(net, jax.random.PRNGKey(0), image[:1])}
+    return Game({"net": PlayerSpec(net, sgd())}, variables, lambda fw, x, train: fw("net", x, train=train), ("net",))
+
+
 def classifier_train_step(model: str, conv: str, batch: int, size: int, width: float = 1.0,
-                          dtype: str = "float32") -> Step:
-    """One SGD step of a zoo classifier (`resnet18`, `vgg16`), batch-norm statistics included."""
-    net = build_model(model, num_classes=NUM_CLASSES, width=width, conv=conv_module(conv), dtype=jnp.dtype(dtype))
-    data = batch_of(batch, size)
-    variables = {"net": init_variables(net, jax.random.PRNGKey(0), data["image"][:1])}
-    return _train_loop({"net": PlayerSpec(net, sgd())}, variables,
-                       lambda fw, b, train: fw("net", b["image"], train=train), data, ("net",))
+                          dtype: str = "float32", degradation: str = "") -> Step:
+    """One SGD step of a zoo classifier; `degradation` degrades the batch first, in the same jit."""
+    data = batch_of(batch, size, mask=bool(degradation))
+    return _resident(classifier_game(model, conv, data["image"], width, dtype), data, degradation)
 
 
 def _stream(conv: str, width: float, image: jax.Array, seed: int = 0) -> tuple[PlayerSpec, Any, Callable]:
@@ -71,24 +117,29 @@ def _stream(conv: str, width: float, image: jax.Array, seed: int = 0) -> tuple[P
     return PlayerSpec(module), variables, functools.partial(jax.jit(module.apply), variables)
 
 
-def _head(conv: str, features: int, fmap: jax.Array) -> tuple[PlayerSpec, Any]:
-    head = FusionHead(NUM_CLASSES, features=features, conv=conv_module(conv))
+def _head(conv: str, features: int, fmap: jax.Array, num_classes: int = NUM_CLASSES) -> tuple[PlayerSpec, Any]:
+    head = FusionHead(num_classes, features=features, conv=conv_module(conv))
     return PlayerSpec(head, sgd()), init_variables(head, jax.random.PRNGKey(1), fmap[:1], fmap[:1])
 
 
-def fusion_train_step(conv: str, batch: int, size: int, width: float = 1.0, features: int = 256) -> Step:
-    """One step of seed 000's Joint model: both frozen streams run forward, the head learns."""
-    data = batch_of(batch, size)
-    (fg_spec, fg_variables, infer), (bg_spec, bg_variables, _) = (
-        _stream(conv, width, data["image"], seed) for seed in range(2))
-    head_spec, head_variables = _head(conv, features, infer(data["image"][:1]))
-    specs = {"fg_stream": fg_spec, "bg_stream": bg_spec, "head": head_spec}
-    variables = {"fg_stream": fg_variables, "bg_stream": bg_variables, "head": head_variables}
+def fusion_game(conv: str, image: jax.Array, width: float = 1.0, features: int = 256,
+                num_classes: int = NUM_CLASSES) -> Game:
+    """Seed 000's Joint model: two frozen streams, the fusion head learns."""
+    (fg_spec, fg_variables, infer), (bg_spec, bg_variables, _) = (_stream(conv, width, image, seed) for seed in range(2))
+    head_spec, head_variables = _head(conv, features, infer(image[:1]), num_classes)
 
-    def joint(fw, b, train):  # As `experiments.fusion.predict_fns()["Joint"]`, whose module imports TensorFlow.
-        return fw("head", fw("fg_stream", b["image"]), fw("bg_stream", b["image"]), train=train)
+    def joint(fw, images, train):  # As `experiments.fusion.predict_fns()["Joint"]`, whose module imports TensorFlow.
+        return fw("head", fw("fg_stream", images), fw("bg_stream", images), train=train)
 
-    return _train_loop(specs, variables, joint, data, ("head",))
+    return Game({"fg_stream": fg_spec, "bg_stream": bg_spec, "head": head_spec},
+                {"fg_stream": fg_variables, "bg_stream": bg_variables, "head": head_variables}, joint, ("head",))
+
+
+def fusion_train_step(conv: str, batch: int, size: int, width: float = 1.0, features: int = 256,
+                      degradation: str = "") -> Step:
+    """One step of the Joint model: both frozen streams run forward, the head learns."""
+    data = batch_of(batch, size, mask=bool(degradation))
+    return _resident(fusion_game(conv, data["image"], width, features), data, degradation)
 
 
 def stream_inference_step(conv: str, batch: int, size: int, width: float = 1.0) -> Step:
@@ -105,8 +156,8 @@ def cached_head_train_step(conv: str, batch: int, size: int, width: float = 1.0,
     fmap = infer(data["image"])
     head_spec, head_variables = _head(conv, features, fmap)
     inputs = {"fg": fmap, "bg": fmap + 1.0, "label": data["label"]}  # Stand-ins for two cached streams.
-    return _train_loop({"head": head_spec}, {"head": head_variables},
-                       lambda fw, b, train: fw("head", b["fg"], b["bg"], train=train), inputs, ("head",))
+    game = Game({"head": head_spec}, {"head": head_variables}, None, ("head",))
+    return _resident(game, inputs, logits=lambda fw, b, train: fw("head", b["fg"], b["bg"], train=train))
 
 
 def conv_layer_pieces(conv: str) -> Step:
@@ -128,4 +179,18 @@ def conv_layer_pieces(conv: str) -> Step:
             compiled = jax.jit(fn).lower(x, w, g).compile()
             fns[f"{layer.name} {piece}"] = functools.partial(
                 lambda compiled, *args: jax.block_until_ready(compiled(*args)), compiled, x, w, g)
+    return lambda: timed(fns)
+
+
+def degradation_pieces(batch: int, size: int) -> Step:
+    """Every `bench.degradations` entry alone on one batch, timed one by one: on-device ones jitted
+    (compiled by the first call), host ones (JPEG) as the presets run them."""
+    from bench.degradations import HOST, ON_DEVICE  # Imports TensorFlow.
+
+    data = batch_of(batch, size, mask=True)
+    key = jax.random.PRNGKey(0)
+    fns = {name: functools.partial(lambda fn: jax.block_until_ready(fn(data["image"], data["mask"], key)), jax.jit(fn))
+           for name, fn in ON_DEVICE.items()}
+    fns.update({name: functools.partial(lambda fn: jax.block_until_ready(fn(data["image"], key)), fn)
+                for name, fn in HOST.items()})
     return lambda: timed(fns)

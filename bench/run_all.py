@@ -1,12 +1,15 @@
-"""Every benchmark, JAX against its PyTorch reference, as the markdown tables of bench/README.md.
+"""Every benchmark, as the markdown tables of bench/README.md.
 
-    PYTHONPATH=. python -m bench.run_all                      # 10-20 min on 2 CPU cores
+JAX against its PyTorch reference, then the costs around the train step (degradations, input
+pipeline, compilation).
+
+    PYTHONPATH=. python -m bench.run_all                      # 30-50 min on 2 CPU cores
     PYTHONPATH=. python -m bench.run_all --sections resnet18 conv_layers --rounds 2
 
 JAX rows: 'before' is `lax.conv_general_dilated` on glibc's default heap, as at the start of the
 work; 'after' is `ops.conv.cpu_conv` (what `fast_conv`, the models' default, compiles to on CPU)
 with the host memory settings of `ctxfuse_jax.host_memory`, as `python -m ctxfuse_jax.main` runs on
-CPU. All at 64 px, batch 64.
+CPU. Batch 64, 64 px unless a section says 224.
 """
 
 import argparse
@@ -16,7 +19,7 @@ import os
 import platform
 from typing import Callable
 
-from bench import conv_layers, harness, mixed_precision
+from bench import conv_layers, degrade_share, harness, input_pipeline, mixed_precision, sweep_compiles
 
 BATCH, SIZE = 64, 64
 VGG_WIDTH = 0.5  # VGG16 at half width in both frameworks, so a step fits the time.
@@ -29,9 +32,14 @@ def _jax(factory: str, cpus=None, tune_host_memory: bool = True, **kwargs) -> ha
     return harness.Workload(f"{J}:{factory}", kwargs, BATCH, cpus, tune_host_memory)
 
 
+def _torch(factory: str, cpus=None, **kwargs) -> harness.Workload:
+    """A PyTorch reference, run as PyTorch ships (glibc's default heap)."""
+    return harness.Workload(f"{T}:{factory}", kwargs, BATCH, cpus, tune_host_memory=False)
+
+
 def _before_after(jax_factory: str, torch_factory: str, cpus=None, **kwargs) -> dict[str, harness.Workload]:
     """PyTorch; JAX as it was (XLA conv, default XLA flags and heap); JAX as it is now."""
-    return {"PyTorch": harness.Workload(f"{T}:{torch_factory}", kwargs, BATCH, cpus),
+    return {"PyTorch": _torch(torch_factory, cpus, **kwargs),
             "JAX before (XLA conv)": _jax(jax_factory, cpus, tune_host_memory=False, conv="xla", **kwargs),
             "JAX after (CPU conv, host memory tuned)": _jax(jax_factory, cpus, conv="cpu", **kwargs)}
 
@@ -80,8 +88,8 @@ def cached_features(rounds: int) -> str:
     workloads = {
         "JAX, streams recomputed": _jax("fusion_train_step", conv="auto", **kwargs),
         "JAX, cached features": _jax("cached_head_train_step", conv="auto", **kwargs),
-        "PyTorch, streams recomputed": harness.Workload(f"{T}:fusion_train_step", kwargs, BATCH),
-        "PyTorch, cached features": harness.Workload(f"{T}:cached_head_train_step", kwargs, BATCH),
+        "PyTorch, streams recomputed": _torch("fusion_train_step", **kwargs),
+        "PyTorch, cached features": _torch("cached_head_train_step", **kwargs),
     }
     return _compared(workloads, "JAX, streams recomputed", 2 * rounds)
 
@@ -104,6 +112,18 @@ SECTIONS: dict[str, tuple[str, Callable[[int], str]]] = {
     "bf16": ("Mixed precision (bf16 compute, f32 params): ResNet18 train step throughput", bf16_throughput),
     "bf16_parity": ("Mixed precision: loss curves of the same training in f32 and bf16",
                     lambda rounds: mixed_precision.main()),
+    "degrade_share": ("Degrading a training batch on device: share of a ResNet18 train step",
+                      lambda rounds: degrade_share.main(rounds, 64, "ResNet18")),
+    "degrade_share_fusion": ("Degrading a training batch on device: share of a fusion train step",
+                             lambda rounds: degrade_share.main(rounds, 64, "fusion")),
+    "degrade_share_224": ("Degrading a training batch on device at 224 px: share of a fusion train step",
+                          lambda rounds: degrade_share.main(rounds, 224, "fusion")),
+    "input_pipeline": ("Input pipeline against the train steps it feeds (default fusion job, 64 px)",
+                       lambda rounds: input_pipeline.main(rounds, 64)),
+    "input_pipeline_224": ("Input pipeline against the train step it feeds (COCO sizes, 224 px)",
+                           lambda rounds: input_pipeline.main(rounds, 224)),
+    "sweep_compiles": ("Compilations of the default fusion job: the robustness sweep and the stages' train steps",
+                       lambda rounds: sweep_compiles.main()),
 }
 
 

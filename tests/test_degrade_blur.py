@@ -217,3 +217,14 @@ def test_works_under_an_outer_jit_with_traced_strengths(images):
     out = step(images, jnp.array([1.0, 2.0, 3.0]))
     reference = ndi.gaussian_filter(images[1], (2.0, 2.0, 0), mode="reflect")
     np.testing.assert_allclose(np.asarray(out)[1], reference, atol=1e-6)
+
+
+def test_shake_bank_first_used_inside_jit_serves_later_traces(images):
+    blurring._device_bank.cache_clear()  # The bank is first asked for under a trace, as in a train step.
+    shaken = presets.Blur("shake", (("index", presets.Uniform(0, 100)),), shake.SUPPORT)
+    key = jax.random.key(3)
+    first = jax.jit(shaken)(images, key)
+    second = jax.jit(shaken)(images[:2], key)  # A new trace reads the cached bank: no leaked tracer.
+    assert isinstance(blurring._device_bank("validation"), jax.Array)
+    np.testing.assert_allclose(np.asarray(first), np.asarray(shaken(images, key)), atol=1e-6)
+    assert second.shape == (2, HEIGHT, WIDTH, 3)

@@ -55,8 +55,13 @@ class BlurParams:
 
 @functools.cache
 def _device_bank(name: str) -> jax.Array:
-    """A named shake bank, put on device once (the training bank is 38 MB)."""
-    return jnp.asarray(shake.shake_bank(name))
+    """A named shake bank, put on device once (the training bank is 38 MB).
+
+    Concrete even when first asked for inside `jit` (a Blur preset in a train step): under a
+    trace `jnp.asarray` would give a tracer, and caching it would leak it into the next trace.
+    """
+    with jax.ensure_compile_time_eval():
+        return jnp.asarray(shake.shake_bank(name))
 
 
 def _is_concrete(values: Sequence[ArrayLike]) -> bool:
