@@ -128,7 +128,7 @@ def fusion_game(conv: str, image: jax.Array, width: float = 1.0, features: int =
     (fg_spec, fg_variables, infer), (bg_spec, bg_variables, _) = (_stream(conv, width, image, seed) for seed in range(2))
     head_spec, head_variables = _head(conv, features, infer(image[:1]), num_classes)
 
-    def joint(fw, images, train):  # As `experiments.fusion.predict_fns()["Joint"]`, whose module imports TensorFlow.
+    def joint(fw, images, train):  # experiments.fusion's Joint model (that module imports TensorFlow).
         return fw("head", fw("fg_stream", images), fw("bg_stream", images), train=train)
 
     return Game({"fg_stream": fg_spec, "bg_stream": bg_spec, "head": head_spec},
