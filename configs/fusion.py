@@ -27,6 +27,9 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.experiment = "fusion"
     config.seeds = (0,)
+    # "bfloat16": mixed precision for streams, their pretraining and the heads (float32 params,
+    # optimizer and BN statistics) on GPUs and TPUs; slower on CPUs without native bf16.
+    config.compute_dtype = "float32"
     config.data = defaults.embedded_data("objects", image_size=64)
     config.streams = ml_collections.ConfigDict(dict(
         arch="resnet18", width=0.25, cut=CUT, conv="auto",  # conv: auto|cpu|xla (ops.conv.CONV_IMPLS)

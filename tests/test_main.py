@@ -25,6 +25,10 @@ def test_bad_choices_fail_with_the_valid_ones(tmp_path):
         ("--config=configs/supervised.py", "--config.train.batch_size=big"): "big",
         ("--config=configs/supervised.py", "--config.model.conv=fast"): "unknown convolution 'fast'; choose one of "
                                                                        "['auto', 'cpu', 'xla']",
+        ("--config=configs/supervised.py", "--config.compute_dtype=float16"): "unknown compute_dtype 'float16'; "
+                                                                          "choose one of ['bfloat16', 'float32']",
+        ("--config=configs/fusion.py", "--config.compute_dtype=bf16"): "unknown compute_dtype 'bf16'; choose one of "
+                                                                      "['bfloat16', 'float32']",
         ("--config=configs/supervised.py", "--config.no_such_field=1"): "no_such_field",
     }
     for args, message in cases.items():

@@ -68,7 +68,8 @@ def test_output_shapes_for_small_inputs(name, size, pooled):
 
 def test_compute_dtype_is_configurable():
     model = models.ResNet18(width=TINY, dtype=jnp.bfloat16)
-    assert output_shape(model).dtype == jnp.bfloat16
+    assert output_shape(model.clone(num_classes=None)).dtype == jnp.bfloat16
+    assert output_shape(model).dtype == jnp.float32  # logits, for the losses
     params = variable_shapes(model)['params']
     assert {leaf.dtype for leaf in jax.tree.leaves(params)} == {jnp.dtype(jnp.float32)}
 

@@ -12,6 +12,7 @@ import functools
 import os
 import time
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -24,6 +25,7 @@ from ctxfuse_jax.experiments import feature_cache, fusion_analysis
 from ctxfuse_jax.experiments.classification import classification_stage, optimizer_for
 from ctxfuse_jax.experiments.feature_cache import StreamFeatures
 from ctxfuse_jax.models.fusion import FusionHead, LinearProbe
+from ctxfuse_jax.models.precision import compute_dtype
 from ctxfuse_jax.models.registry import build_model
 from ctxfuse_jax.models.variables import restrict_variables
 from ctxfuse_jax.report import severity_figure, tables
@@ -46,16 +48,22 @@ class SeedResult:
     sweep: dict  # region -> test set -> model -> accuracy per sigma
 
 
+def backbone_module(config: ml_collections.ConfigDict, **kwargs) -> nn.Module:
+    """The streams' backbone as configured (architecture, width, convolution, compute precision)."""
+    return build_model(config.streams.arch, width=config.streams.width, conv=config.streams.conv,
+                       dtype=compute_dtype(config.compute_dtype), **kwargs)
+
+
 def stream_module(config: ml_collections.ConfigDict):
     """A stream: the backbone with its head and last conv stage removed (cut at `streams.cut`)."""
-    return build_model(config.streams.arch, num_classes=None, width=config.streams.width,
-                       stop_at=config.streams.cut, conv=config.streams.conv)
+    return backbone_module(config, num_classes=None, stop_at=config.streams.cut)
 
 
 def head_module(model: str, config: ml_collections.ConfigDict, num_classes: int):
+    dtype = compute_dtype(config.compute_dtype)
     if model == "Joint":
-        return FusionHead(num_classes, features=config.heads.fusion_features)
-    return LinearProbe(num_classes)
+        return FusionHead(num_classes, features=config.heads.fusion_features, dtype=dtype)
+    return LinearProbe(num_classes, dtype=dtype)
 
 
 def stream_feature(config: ml_collections.ConfigDict, image_shape: tuple[int, ...]) -> jax.ShapeDtypeStruct:
@@ -87,8 +95,7 @@ def stream_variables(config, role: str, seed: int, seed_dir: str, mesh) -> tuple
     if stream_config.weights:
         return load_pretrained(stream_config.weights, stream), {}
     data = load_labelled(stream_config.data)
-    backbone = build_model(config.streams.arch, num_classes=data.num_classes, width=config.streams.width,
-                           conv=config.streams.conv)
+    backbone = backbone_module(config, num_classes=data.num_classes)
     specs = {"backbone": PlayerSpec(backbone, optimizer_for(stream_config.train, len(data.train)))}
     init_rng, train_rng = _seed_rngs(seed, ROLES.index(role))
     sample = jnp.zeros((1, *data.train.arrays["image"].shape[1:]), jnp.float32)
@@ -97,7 +104,7 @@ def stream_variables(config, role: str, seed: int, seed_dir: str, mesh) -> tuple
         lambda: new_train_state(specs, {"backbone": init_variables(backbone, init_rng, sample)}, train_rng),
         data.train, data.test, stream_config.train, seed, mesh,
         fingerprint={"arch": config.streams.arch, "width": config.streams.width,
-                     "data": stream_config.data.to_dict()})
+                     "data": stream_config.data.to_dict(), "compute_dtype": config.compute_dtype})
     result = run_stage(stage, seed_dir, mesh, LoopOptions(**config.loop))
     player = jax.device_get(result.state.players["backbone"])
     variables = {"params": player.params, "batch_stats": player.batch_stats}
@@ -133,7 +140,7 @@ def train_head(config, model: str, data: Labelled, streams: dict, seed: int, see
         f"head_{model.lower()}", specs, predict, ("head",), init_state, train_split, test_split,
         config.heads.train, seed, mesh, inputs=inputs,
         fingerprint={"model": model, "streams": config.streams.to_dict(), "data": config.data.to_dict(),
-                     "fusion_features": config.heads.fusion_features,
+                     "fusion_features": config.heads.fusion_features, "compute_dtype": config.compute_dtype,
                      "stream_features": "recomputed" if features is None else "cached"})
     result = run_stage(stage, seed_dir, mesh, LoopOptions(**config.loop))
     player = jax.device_get(result.state.players["head"])
@@ -221,6 +228,7 @@ def write_outputs(config, data: Labelled, results: dict[int, SeedResult], workdi
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     start = time.monotonic()
     mesh = sharding.make_mesh()
+    compute_dtype(config.compute_dtype)  # A bad name fails before data loads.
     for batch_size in (config.heads.train.batch_size, config.sweep.batch_size,
                        *(config.streams[r].train.batch_size for r in ROLES)):
         sharding.check_batch_size(batch_size, mesh)

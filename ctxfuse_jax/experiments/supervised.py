@@ -3,12 +3,14 @@
 import json
 import os
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 
 from ctxfuse_jax.data.sources import load_labelled
 from ctxfuse_jax.experiments.classification import classification_stage, optimizer_for
+from ctxfuse_jax.models.precision import compute_dtype
 from ctxfuse_jax.models.registry import build_model
 from ctxfuse_jax.train import sharding
 from ctxfuse_jax.train.loop import LoopOptions, run_stage
@@ -19,12 +21,18 @@ def model_kwargs(model_config: ml_collections.ConfigDict) -> dict:
     return {k: v for k, v in model_config.items() if k != "name"}
 
 
+def classifier_module(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
+    """The configured zoo model, computing in the configured precision."""
+    return build_model(config.model.name, num_classes=num_classes, dtype=compute_dtype(config.compute_dtype),
+                       **model_kwargs(config.model))
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     mesh = sharding.make_mesh()
     sharding.check_batch_size(config.train.batch_size, mesh)
-    build_model(config.model.name, num_classes=1, **model_kwargs(config.model))  # Bad names fail before data loads.
+    classifier_module(config, num_classes=1)  # Bad names fail before data loads.
     data = load_labelled(config.data)
-    model = build_model(config.model.name, num_classes=data.num_classes, **model_kwargs(config.model))
+    model = classifier_module(config, data.num_classes)
     specs = {"classifier": PlayerSpec(model, optimizer_for(config.train, len(data.train)))}
     init_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed))
     sample = jnp.zeros((1, *data.train.arrays["image"].shape[1:]), jnp.float32)
@@ -35,7 +43,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     stage = classification_stage(
         "classifier", specs, lambda forward, images, train: forward("classifier", images, train=train),
         ("classifier",), init_state, data.train, data.test, config.train, config.seed, mesh,
-        fingerprint={"model": config.model.to_dict(), "data": config.data.to_dict()})
+        fingerprint={"model": config.model.to_dict(), "data": config.data.to_dict(),
+                     "compute_dtype": config.compute_dtype})
     result = run_stage(stage, workdir, mesh, LoopOptions(**config.loop))
     results = {"test": result.metrics,
                "num_params": count_params(result.state.players["classifier"].params),

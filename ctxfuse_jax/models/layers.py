@@ -97,6 +97,7 @@ class Backbone(nn.Module):
     Subclasses say which stages they have (`stages`) and what their head is called. Channel
     counts are scaled by `width` (0.125 -> 8 base channels) for tiny CPU runs; `num_classes=None`
     returns the pooled pre-logits features; `stop_at` truncates after the stage of that name.
+    Layers compute in `dtype` (bfloat16 for mixed precision) on `param_dtype` parameters.
     """
 
     num_classes: int | None = 1000
@@ -128,8 +129,9 @@ class Backbone(nn.Module):
                 return x
         if self.num_classes is None:
             return x
+        # Float32 logits whatever the compute dtype: losses, softmax and metrics then never see bf16.
         return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype,
-                        name=self.head_name)(x)
+                        name=self.head_name)(x).astype(jnp.float32)
 
     def channels(self, base: int) -> int:
         """`base` channels of the full-width network, scaled by `width`."""
