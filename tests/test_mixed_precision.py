@@ -20,8 +20,8 @@ from ctxfuse_jax.data.sources import Labelled
 from ctxfuse_jax.evaluate import pooled_features
 from ctxfuse_jax.evaluate.scoring import score_split
 from ctxfuse_jax.experiments import fusion, fusion_analysis, supervised
-from ctxfuse_jax.experiments.classification import (classification_metrics, classification_update, optimizer_for,
-                                                    step_counts)
+from ctxfuse_jax.experiments.classification import (classification_metrics, classification_update, image_inputs,
+                                                    optimizer_for, step_counts)
 from ctxfuse_jax.models import ResNet, compute_dtype
 from ctxfuse_jax.ops import conv as conv_ops
 from ctxfuse_jax.ops.conv import conv_module
@@ -60,7 +60,8 @@ def classifier_step(model, train_config, batch_size: int = 4):
     """The experiments' train step for one classifier player, with its state and batch as shapes."""
     specs = {"classifier": PlayerSpec(model, optimizer_for(train_config, 64))}
     predict = lambda fw, images, train: fw("classifier", images, train=train)
-    step = make_train_step(specs, [classification_update(predict, ("classifier",), train_config)])
+    inputs = image_inputs(train_config.augment)
+    step = make_train_step(specs, [classification_update(predict, ("classifier",), train_config, inputs)])
     state = jax.eval_shape(lambda: new_train_state(
         specs, {"classifier": init_variables(model, KEY, jnp.zeros((1, SIZE, SIZE, 3)))}, KEY))
     batch = {"image": jax.ShapeDtypeStruct((batch_size, SIZE, SIZE, 3), jnp.uint8),
@@ -187,14 +188,15 @@ def train_and_score(precision: str, variables, train: ArraySplit, test: ArraySpl
     warm-up and cosine decay, batch-norm statistics, scoring), computing in `precision`."""
     specs = {"classifier": PlayerSpec(tiny_resnet(precision), optimizer_for(train_config, len(train)))}
     predict = lambda fw, images, train: fw("classifier", images, train=train)
-    step = jax.jit(make_train_step(specs, [classification_update(predict, ("classifier",), train_config)]))
+    inputs = image_inputs(train_config.augment)
+    step = jax.jit(make_train_step(specs, [classification_update(predict, ("classifier",), train_config, inputs)]))
     state = new_train_state(specs, {"classifier": variables}, jax.random.PRNGKey(0))
     num_steps, _ = step_counts(train_config, len(train))
     losses = []
     for _, batch in zip(range(num_steps), train_batches(train, train_config.batch_size, seed=0)):
         state, metrics = step(state, batch)
         losses.append(metrics["loss"])
-    eval_step = jax.jit(make_eval_step(specs, classification_metrics(predict)))
+    eval_step = jax.jit(make_eval_step(specs, classification_metrics(predict, inputs)))
     return np.asarray(losses, np.float32), score_split(eval_step, state, test, len(test), sharding.make_mesh())["accuracy"]
 
 
