@@ -15,7 +15,7 @@ import optax
 
 from bench.conv_layers import RESNET18_64PX, timed
 from bench.harness import Step
-from ctxfuse_jax.models import build_model
+from ctxfuse_jax.models import build_model, compute_dtype
 from ctxfuse_jax.models.fusion import FusionHead
 from ctxfuse_jax.ops.conv import CONV_IMPLS, conv_module
 from ctxfuse_jax.train import losses
@@ -98,7 +98,7 @@ def _resident(game: Game, data: dict[str, jax.Array], degradation: str = "", log
 def classifier_game(model: str, conv: str, image: jax.Array, width: float = 1.0,
                     dtype: str = "float32", num_classes: int = NUM_CLASSES) -> Game:
     """A zoo classifier (`resnet18`, `vgg16`) learning alone, batch-norm statistics included."""
-    net = build_model(model, num_classes=num_classes, width=width, conv=conv_module(conv), dtype=jnp.dtype(dtype))
+    net = build_model(model, num_classes=num_classes, width=width, conv=conv_module(conv), dtype=compute_dtype(dtype))
     variables = {"net": init_variables(net, jax.random.PRNGKey(0), image[:1])}
     return Game({"net": PlayerSpec(net, sgd())}, variables, lambda fw, x, train: fw("net", x, train=train), ("net",))
 

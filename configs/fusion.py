@@ -32,7 +32,7 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
     config.compute_dtype = "float32"
     config.data = defaults.embedded_data("objects", image_size=64)
     config.streams = ml_collections.ConfigDict(dict(
-        arch="resnet18", width=0.25, cut=CUT, conv="auto",  # conv: auto|cpu|xla (ops.conv.CONV_IMPLS)
+        arch="resnet18", width=0.25, cut=CUT, conv="auto",  # conv (streams and head): auto|cpu|xla
         fg=dict(weights="", data=defaults.embedded_data("object_crops", image_size=64),
                 train=defaults.train(num_epochs=6, batch_size=64, learning_rate=0.1)),
         bg=dict(weights="", data=defaults.embedded_data("scenes", image_size=64),

@@ -23,21 +23,6 @@ def images():
     return np.random.default_rng(0).random((BATCH, HEIGHT, WIDTH, 3), np.float32)
 
 
-@pytest.fixture(scope="module")
-def compilations():
-    """The XLA compilations since the fixture started, as jax's monitoring reports them."""
-    events = []
-    listening = [True]
-
-    def listen(event, duration, **kwargs):
-        if listening[0] and event == "/jax/core/compile/backend_compile_duration":
-            events.append(event)
-
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    yield events
-    listening[0] = False
-
-
 def numpy_convolve(image, kernel):
     """out(x) = sum_u k(u) image(x - u), scipy's 'reflect' border, by shifting and adding."""
     r = kernel.shape[0] // 2

@@ -280,7 +280,7 @@ def test_unknown_feature_lists_the_available_ones():
 # --- PCA ------------------------------------------------------------------------------------
 
 
-def test_pooled_features_are_channel_means_of_the_named_batch_norm():
+def test_pooled_features_are_channel_means_of_the_named_batch_norm(compilations):
     stream = build_model('resnet18', num_classes=None, stop_at='layer1', width=0.125)
     variables = random_variables(stream, spec(1, 16, 16, 3))
     images = uniform_images(5, 16)
@@ -291,6 +291,9 @@ def test_pooled_features_are_channel_means_of_the_named_batch_norm():
 
     assert pooled.shape == (5, 8)
     np.testing.assert_allclose(pooled, expected, atol=1e-6)
+    before = len(compilations)  # Other images of the same shape (e.g. blurred ones) reuse the compiled step.
+    pooled_features(stream, variables, images[::-1], 'layer1_1/bn2', batch_size=2)
+    assert len(compilations) == before
 
 
 def test_pca_matches_scikit_learn_up_to_sign():

@@ -34,6 +34,19 @@ def test_fusion_head_shapes_and_mismatch():
     assert probe.apply(probe.init(jax.random.PRNGKey(0), fg), fg).shape == (2, 5)
 
 
+@pytest.mark.parametrize("conv, custom", [("xla", False), ("cpu", True)])
+def test_joint_head_computes_with_the_configured_convolution(conv, custom):
+    """`streams.conv` reaches the fusion head's convolutions too (the CPU formulation is a custom VJP)."""
+    from ctxfuse_jax.experiments.fusion import head_module
+    config = load_config("configs/fusion.py", "smoke")
+    config.streams.conv = conv
+    head = head_module("Joint", config, num_classes=5)
+    fg = jnp.ones((2, 4, 4, 8))
+    variables = head.init(jax.random.PRNGKey(0), fg, fg)
+    jaxpr = str(jax.make_jaxpr(lambda v: head.apply(v, fg, fg))(variables))
+    assert ("custom_vjp" in jaxpr) == custom
+
+
 def test_unknown_preset_lists_choices():
     with pytest.raises(ValueError, match="smoke"):
         load_config("configs/fusion.py", "tiny")

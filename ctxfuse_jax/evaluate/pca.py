@@ -18,6 +18,7 @@ Choices, and why:
 
 from collections.abc import Mapping
 import dataclasses
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -26,6 +27,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from ctxfuse_jax.evaluate.taps import apply_tapped
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _pooled(module: nn.Module, variables: Mapping[str, Any], batch: jax.Array, name: str) -> jax.Array:
+    """Module level, so repeated calls (sharp and blurred images, two streams) share one compilation."""
+    _, feature = apply_tapped(module, variables, name, batch)
+    if feature.ndim != 4:
+        raise ValueError(f'feature {name!r} has shape {feature.shape}; pooling needs a feature map (B, h, w, C)')
+    return jnp.mean(feature.astype(jnp.float32), axis=(1, 2))
 
 
 def pooled_features(module: nn.Module, variables: Mapping[str, Any], images: np.ndarray,
@@ -39,20 +49,11 @@ def pooled_features(module: nn.Module, variables: Mapping[str, Any], images: np.
     if images.ndim != 4 or not len(images):
         raise ValueError(f'images must be a non-empty (N, H, W, channels) array, got {images.shape}')
     size = min(batch_size, len(images))
-
-    @jax.jit
-    def pooled(variables, batch):
-        _, feature = apply_tapped(module, variables, name, batch)
-        if feature.ndim != 4:
-            raise ValueError(f'feature {name!r} has shape {feature.shape}; pooling needs a '
-                             'feature map (B, h, w, C)')
-        return jnp.mean(feature.astype(jnp.float32), axis=(1, 2))
-
     chunks = []
     for start in range(0, len(images), size):
         batch = images[start:start + size]
         padding = np.zeros((size - len(batch), *batch.shape[1:]), batch.dtype)
-        chunks.append(np.asarray(pooled(variables, np.concatenate([batch, padding])))[:len(batch)])
+        chunks.append(np.asarray(_pooled(module, variables, np.concatenate([batch, padding]), name))[:len(batch)])
     return np.concatenate(chunks)
 
 

@@ -28,6 +28,7 @@ from ctxfuse_jax.models.fusion import FusionHead, LinearProbe
 from ctxfuse_jax.models.precision import compute_dtype
 from ctxfuse_jax.models.registry import build_model
 from ctxfuse_jax.models.variables import restrict_variables
+from ctxfuse_jax.ops.conv import conv_module
 from ctxfuse_jax.report import severity_figure, tables
 from ctxfuse_jax.report.fusion_report import REGION_TITLES, write_report
 from ctxfuse_jax.train import sharding
@@ -62,7 +63,8 @@ def stream_module(config: ml_collections.ConfigDict):
 def head_module(model: str, config: ml_collections.ConfigDict, num_classes: int):
     dtype = compute_dtype(config.compute_dtype)
     if model == "Joint":
-        return FusionHead(num_classes, features=config.heads.fusion_features, dtype=dtype)
+        return FusionHead(num_classes, features=config.heads.fusion_features, conv=conv_module(config.streams.conv),
+                          dtype=dtype)
     return LinearProbe(num_classes, dtype=dtype)
 
 
