@@ -1,0 +1,32 @@
+"""Errors that are the user's to fix, told apart from bugs.
+
+`python -m ctxfuse_jax.main` prints a `UserError` as one line (what is wrong, which value, what to
+do) and exits with status 2; any other exception is a bug and keeps its traceback. Set
+`CTXFUSE_TRACEBACK=1` to see the traceback of a user error too. Each kind subclasses the builtin
+error a caller would catch without knowing this module (ValueError, FileNotFoundError), so library
+use stays ordinary Python.
+"""
+
+
+class UserError(Exception):
+    """Something the user gave (config, data, weights, workdir, checkpoint) cannot be used."""
+
+
+class ConfigError(UserError, ValueError):
+    """A config value is invalid: the message names the dotted key, the value and what is allowed."""
+
+
+class DataError(UserError, FileNotFoundError):
+    """A dataset is missing or unusable: the message names it and how to provide it."""
+
+
+class WeightsError(UserError, ValueError):
+    """A weights file is missing, malformed, hostile or does not fit the model."""
+
+
+class WorkdirError(UserError):
+    """The workdir holds another run (another experiment, config or inputs), or is not ours."""
+
+
+class CheckpointError(UserError, RuntimeError):
+    """A checkpoint exists but cannot be used for this run (corrupt, or another configuration)."""
