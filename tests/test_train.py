@@ -1,6 +1,8 @@
 """The trainer on tiny models: frozen players, min-max updates, resume, NaN stop, exact eval."""
 
+import json
 import os
+import shutil
 import signal
 
 import flax.linen as nn
@@ -148,18 +150,77 @@ def test_interrupted_run_resumes_to_identical_params(tmp_path):
     assert int(again.state.step) == 12
 
 
-def test_checkpoint_from_other_configuration_or_corrupt_is_refused(tmp_path):
+def _steps(directory) -> list[int]:
+    return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
+
+
+def _assert_same_state(a, b):
+    for x, y in zip(jax.tree.leaves(jax.device_get(a)), jax.tree.leaves(jax.device_get(b))):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_checkpoint_from_other_configuration_is_refused(tmp_path):
     mesh = sharding.make_mesh()
     run_stage(_supervised_stage(num_steps=4), str(tmp_path), mesh, LoopOptions(log_every=2, checkpoint_every=2))
     with pytest.raises(CheckpointError, match="lr: saved 0.1, now 0.5"):
         run_stage(_supervised_stage(num_steps=8, lr=0.5), str(tmp_path), mesh, LoopOptions())
-    ckpt = tmp_path / "clf" / "checkpoints" / "4"
-    for root, _, files in os.walk(ckpt / "state"):
-        for f in files:
-            with open(os.path.join(root, f), "wb") as fh:
-                fh.write(b"garbage")
-    with pytest.raises(CheckpointError, match="checkpoints/4"):
-        run_stage(_supervised_stage(num_steps=8), str(tmp_path), mesh, LoopOptions())
+
+
+@pytest.mark.parametrize("damage", ["garbage_state", "empty_step_dir"])
+def test_unusable_latest_checkpoint_is_set_aside_and_the_stage_resumes_from_the_one_before(tmp_path, damage, capfd):
+    mesh, options = sharding.make_mesh(), LoopOptions(log_every=2, checkpoint_every=2)
+    straight = run_stage(_supervised_stage(num_steps=8), str(tmp_path / "straight"), mesh, options)
+    run_stage(_supervised_stage(num_steps=4), str(tmp_path / "run"), mesh, options)
+    checkpoints = tmp_path / "run" / "clf" / "checkpoints"
+    if damage == "garbage_state":
+        bad = checkpoints / "4"
+        for root, _, files in os.walk(bad / "state"):
+            for f in files:
+                (bad / "state" / os.path.relpath(os.path.join(root, f), bad / "state")).write_bytes(b"garbage")
+    else:
+        bad = checkpoints / "99"
+        bad.mkdir()
+    capfd.readouterr()
+    resumed = run_stage(_supervised_stage(num_steps=8), str(tmp_path / "run"), mesh, options)
+    err = capfd.readouterr()
+    assert f"checkpoint {bad} is unusable" in err.err
+    expected_start = 2 if damage == "garbage_state" else 4
+    assert f"[clf] resuming from step {expected_start} of 8" in err.out
+    assert (tmp_path / "run" / "clf" / "unusable_checkpoints" / bad.name).is_dir()
+    assert _steps(checkpoints) == [6, 8]
+    _assert_same_state(straight.state, resumed.state)
+
+
+def _evaluated_stage(**kwargs):
+    stage = _supervised_stage(**kwargs)
+    kernel = lambda state: float(jnp.sum(state.players["clf"].params["Dense_0"]["kernel"]))
+    return Stage(**{**stage.__dict__, "evaluate": lambda state: {"kernel_sum": kernel(state)}})
+
+
+def test_a_stored_evaluation_is_used_only_for_the_model_that_produced_it(tmp_path):
+    mesh, options = sharding.make_mesh(), LoopOptions(log_every=4, checkpoint_every=4)
+    first = run_stage(_evaluated_stage(lr=0.1), str(tmp_path / "run"), mesh, options)
+    again = run_stage(_evaluated_stage(lr=0.1), str(tmp_path / "run"), mesh, options)
+    assert again.metrics == first.metrics  # read back from eval.json
+    # Checkpoints gone, settings changed: the stage retrains and its result is the new model's.
+    shutil.rmtree(tmp_path / "run" / "clf" / "checkpoints")
+    retrained = run_stage(_evaluated_stage(lr=0.5), str(tmp_path / "run"), mesh, options)
+    fresh = run_stage(_evaluated_stage(lr=0.5), str(tmp_path / "fresh"), mesh, options)
+    assert retrained.metrics == fresh.metrics != first.metrics
+    saved = json.loads((tmp_path / "run" / "clf" / "eval.json").read_text())
+    assert saved["fingerprint"]["lr"] == 0.5 and saved["metrics"] == fresh.metrics
+
+
+def test_resumed_stage_logs_each_step_once(tmp_path):
+    mesh, options = sharding.make_mesh(), LoopOptions(log_every=3, checkpoint_every=4)
+    run_stage(_evaluated_stage(num_steps=12), str(tmp_path), mesh, options)
+    # A kill after logging step 9 but before the checkpoint of step 12: the run resumes from 8.
+    shutil.rmtree(tmp_path / "clf" / "checkpoints" / "12")
+    (tmp_path / "clf" / "eval.json").unlink()
+    run_stage(_evaluated_stage(num_steps=12), str(tmp_path), mesh, options)
+    records = [json.loads(line) for line in (tmp_path / "clf" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "train/loss" in r] == [3, 6, 9, 12]
+    assert [r["step"] for r in records if "eval/kernel_sum" in r] == [12]
 
 
 def test_nan_loss_stops_with_clear_error(tmp_path):

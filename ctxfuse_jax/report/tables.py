@@ -4,7 +4,6 @@ Long rows are what pandas, spreadsheets and plotting code all read without resha
 """
 
 import csv
-import json
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -46,8 +45,3 @@ def write_csv(path: str, rows: Sequence[Mapping[str, Any]]) -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-
-
-def write_json(path: str, value: Any) -> None:
-    with open(path, "w") as f:
-        json.dump(value, f, indent=2, sort_keys=True)

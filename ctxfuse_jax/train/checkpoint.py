@@ -1,16 +1,24 @@
-"""Orbax checkpoints of a whole `TrainState` plus JSON metadata, restored from the workdir first."""
+"""Orbax checkpoints of a whole `TrainState` plus JSON metadata, restored from the workdir first.
+
+A step that cannot be read (an empty step directory, a file cut short by a full disk) costs only the
+steps since the one before it: it is moved aside to `<stage>/unusable_checkpoints/` with a warning
+and the stage resumes from the last good step. A readable step written with other settings is
+refused, never skipped: resuming from an older one would mix two configurations.
+"""
 
 import os
+import shutil
+import sys
 from typing import Any, Mapping
 
 import jax
 import orbax.checkpoint as ocp
 
+from ctxfuse_jax.errors import CheckpointError
 from ctxfuse_jax.train.state import TrainState
 
-
-class CheckpointError(RuntimeError):
-    """A checkpoint exists but cannot be used for this run (corrupt, or another configuration)."""
+__all__ = ["CheckpointError", "Checkpointer"]
+UNUSABLE_DIR = "unusable_checkpoints"
 
 
 class Checkpointer:
@@ -18,7 +26,7 @@ class Checkpointer:
 
     def __init__(self, directory: str, fingerprint: Mapping[str, Any], max_to_keep: int = 2):
         self.directory = os.path.abspath(directory)
-        self._fingerprint = _jsonable(dict(fingerprint))
+        self._fingerprint = jsonable(dict(fingerprint))
         self._manager = ocp.CheckpointManager(
             self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
 
@@ -26,35 +34,50 @@ class Checkpointer:
         return self._manager.latest_step()
 
     def restore(self, template: TrainState) -> TrainState | None:
-        """The latest saved state, shaped like `template`; None when nothing was saved yet."""
-        step = self.latest_step()
-        if step is None:
-            return None
-        where = os.path.join(self.directory, str(step))
-        try:
-            metadata = self._manager.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))["metadata"]
-        except Exception as err:  # Orbax raises many types for unreadable files.
-            raise CheckpointError(f"checkpoint {where} is unreadable ({err}); delete it to restart the stage") from err
-        stored = metadata.get("fingerprint", {})
+        """The latest usable saved state, shaped like `template`; None when there is none."""
+        for step in sorted(self._manager.all_steps(), reverse=True):
+            where = os.path.join(self.directory, str(step))
+            try:
+                metadata = self._manager.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))
+            except Exception as err:  # Orbax raises many types for unreadable files.
+                self._set_aside(step, err)
+                continue
+            self._check_fingerprint(where, metadata["metadata"].get("fingerprint", {}))
+            abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+            try:
+                restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+            except Exception as err:
+                self._set_aside(step, err)
+                continue
+            return restored["state"]
+        return None
+
+    def _check_fingerprint(self, where: str, stored: Mapping[str, Any]) -> None:
         diffs = sorted(k for k in set(stored) | set(self._fingerprint) if stored.get(k) != self._fingerprint.get(k))
         if diffs:
             details = "; ".join(f"{k}: saved {stored.get(k)!r}, now {self._fingerprint.get(k)!r}" for k in diffs)
-            raise CheckpointError(f"checkpoint {where} was written by a different configuration ({details}). "
-                                  "Use a new --workdir or restore the original settings.")
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-        try:
-            restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
-        except Exception as err:
-            raise CheckpointError(f"checkpoint {where} does not match the model's state ({err}); "
-                                  "it is corrupt or from other code: use a new --workdir") from err
-        return restored["state"]
+            raise CheckpointError(f"checkpoint {where} was written by a different configuration ({details}); "
+                                  "pass another --workdir or restore the original settings")
+
+    def _set_aside(self, step: int, error: Exception) -> None:
+        """Moves an unreadable step out of Orbax's sight, keeping its files for a post-mortem."""
+        source = os.path.join(self.directory, str(step))
+        target = os.path.join(os.path.dirname(self.directory), UNUSABLE_DIR, str(step))
+        reason = " ".join(str(error).split())[:300]
+        if jax.process_index() == 0:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.move(source, target)
+        print(f"warning: checkpoint {source} is unusable ({type(error).__name__}: {reason}); moved it to "
+              f"{target} and resuming from the step before it", file=sys.stderr, flush=True)
+        self._manager.reload()
 
     def save(self, state: TrainState, extra_metadata: Mapping[str, Any] | None = None) -> None:
         """Saves synchronously: a run that saves and then exits must find the files complete."""
         step = int(jax.device_get(state.step))
         if step in self._manager.all_steps():
             return
-        metadata = {"fingerprint": self._fingerprint, "step": step, **_jsonable(dict(extra_metadata or {}))}
+        metadata = {"fingerprint": self._fingerprint, "step": step, **jsonable(dict(extra_metadata or {}))}
         self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                          metadata=ocp.args.JsonSave(metadata)))
         self._manager.wait_until_finished()
@@ -66,12 +89,12 @@ class Checkpointer:
         self._manager.close()
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """Normalises tuples to lists etc., so a fingerprint compares equal after a JSON round trip."""
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)

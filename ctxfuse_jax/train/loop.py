@@ -11,8 +11,9 @@ import jax
 import numpy as np
 
 from ctxfuse_jax.train import sharding
-from ctxfuse_jax.train.checkpoint import Checkpointer
-from ctxfuse_jax.train.monitor import MetricWriter, Progress
+from ctxfuse_jax.files import write_json_atomic
+from ctxfuse_jax.train.checkpoint import Checkpointer, jsonable
+from ctxfuse_jax.train.monitor import MetricWriter, Progress, discard_metrics_after
 from ctxfuse_jax.train.state import PlayerSpec, TrainState
 from ctxfuse_jax.train.steps import Update, make_train_step
 
@@ -45,13 +46,25 @@ class LoopOptions:
     eval_every: int = 0  # 0: evaluate only at the end.
 
 
+EVAL_FILE = "eval.json"  # A stage's final result; its presence marks the stage finished.
+
+
 class Interrupted(Exception):
     """Raised after SIGINT/SIGTERM once the state is saved; re-running the command resumes."""
 
-    def __init__(self, stage: str, step: int, signum: int):
-        super().__init__(f"[{stage}] interrupted at step {step}; checkpoint saved. "
-                         "Run the same command again to resume.")
+    def __init__(self, stage: str, step: int, signum: int, checkpoint_dir: str):
+        super().__init__(f"[{stage}] interrupted by {signal.Signals(signum).name} at step {step}; saved "
+                         f"{checkpoint_dir}/{step}. Run the same command again to resume from there.")
         self.exit_code = 128 + signum
+
+
+def finished_stages(workdir: str) -> list[str]:
+    """Stages under `workdir` (relative paths) whose final result is saved."""
+    found = []
+    for root, _, files in os.walk(workdir):
+        if EVAL_FILE in files:
+            found.append(os.path.relpath(root, workdir))
+    return sorted(found)
 
 
 class _StopFlag:
@@ -87,7 +100,7 @@ def run_stage(stage: Stage, workdir: str, mesh: jax.sharding.Mesh,
     """Trains `stage` to `num_steps`, resuming from `workdir/<stage>`, then evaluates it once.
 
     A stage found complete is not trained again; its final evaluation is read back from
-    `workdir/<stage>/eval.json` when present.
+    `workdir/<stage>/eval.json` when that was computed under the same fingerprint, else recomputed.
     """
     if stage.num_steps <= 0:
         raise ValueError(f"[{stage.name}] num_steps must be positive, got {stage.num_steps}")
@@ -102,24 +115,37 @@ def run_stage(stage: Stage, workdir: str, mesh: jax.sharding.Mesh,
         if start >= stage.num_steps:
             print(f"[{stage.name}] already complete at step {start}: skipping", flush=True)
         else:
+            if start:
+                print(f"[{stage.name}] resuming from step {start} of {stage.num_steps}", flush=True)
+            _forget_results_after(stage_dir, start)
             state = _train(stage, state, start, stage_dir, checkpointer, mesh, options)
     finally:
         checkpointer.close()
     return StageResult(state, _final_eval(stage, state, stage_dir))
 
 
+def _forget_results_after(stage_dir: str, step: int) -> None:
+    """A stage about to train from `step` drops what it will compute again: its final evaluation
+    (it belonged to another model) and the metrics logged after `step` (they would appear twice)."""
+    if jax.process_index() != 0:
+        return
+    if os.path.exists(os.path.join(stage_dir, EVAL_FILE)):
+        os.remove(os.path.join(stage_dir, EVAL_FILE))
+    discard_metrics_after(stage_dir, step)
+
+
 def _final_eval(stage: Stage, state: TrainState, stage_dir: str) -> dict[str, float]:
-    if stage.evaluate is None:
-        return {}
-    path = os.path.join(stage_dir, "eval.json")
+    path = os.path.join(stage_dir, EVAL_FILE)
+    fingerprint = jsonable(dict(stage.fingerprint))
     if os.path.exists(path):
         with open(path) as f:
             saved = json.load(f)
-        if saved.get("step") == stage.num_steps:
+        if saved.get("step") == stage.num_steps and saved.get("fingerprint") == fingerprint:
             return saved["metrics"]
-    metrics = _evaluate(stage, state, stage.num_steps, MetricWriter(stage_dir))
-    with open(path, "w") as f:
-        json.dump({"step": stage.num_steps, "metrics": metrics}, f, indent=2)
+    discard_metrics_after(stage_dir, stage.num_steps - 1, prefix="eval/")
+    metrics = _evaluate(stage, state, stage.num_steps, MetricWriter(stage_dir)) if stage.evaluate else {}
+    if jax.process_index() == 0:
+        write_json_atomic(path, {"step": stage.num_steps, "fingerprint": fingerprint, "metrics": metrics})
     return metrics
 
 
@@ -150,7 +176,7 @@ def _train(stage: Stage, state: TrainState, start: int, stage_dir: str, checkpoi
                     or checkpointer.reached_preemption(step):
                 checkpointer.save(state, {"stage": stage.name, "num_steps": stage.num_steps})
             if stop.signum is not None:
-                raise Interrupted(stage.name, step, stop.signum)
+                raise Interrupted(stage.name, step, stop.signum, checkpointer.directory)
     return state
 
 

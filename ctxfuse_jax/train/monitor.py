@@ -10,6 +10,28 @@ import jax
 import tensorflow as tf
 
 
+METRICS_FILE = "metrics.jsonl"
+
+
+def discard_metrics_after(workdir: str, step: int, prefix: str = "") -> None:
+    """Drops the records of `workdir/metrics.jsonl` after `step` (with `prefix`: only those whose
+    metrics all start with it), so steps that a resumed stage logs again do not appear twice.
+
+    TensorBoard shows the newest value of a repeated step, so event files are left as they are.
+    """
+    path = os.path.join(workdir, METRICS_FILE)
+    if jax.process_index() != 0 or not os.path.exists(path):
+        return
+    with open(path) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    kept = [r for r in records if r["step"] <= step or not all(k.startswith(prefix) for k in r if k != "step")]
+    if len(kept) < len(records):
+        partial = f"{path}.partial"
+        with open(partial, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in kept)
+        os.replace(partial, path)
+
+
 class MetricWriter:
     """Writes scalars to `workdir/metrics.jsonl` and to TensorBoard event files under `workdir/tb`.
 
@@ -21,7 +43,7 @@ class MetricWriter:
         if not self._active:
             return
         os.makedirs(workdir, exist_ok=True)
-        self._jsonl_path = os.path.join(workdir, "metrics.jsonl")
+        self._jsonl_path = os.path.join(workdir, METRICS_FILE)
         self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tb"))
 
     def write(self, step: int, scalars: Mapping[str, float]) -> None:
