@@ -1,0 +1,86 @@
+"""Workdir claims and provenance: another run's workdir is refused byte for byte; inputs by content."""
+
+import hashlib
+import os
+
+import ml_collections
+import pytest
+
+from ctxfuse_jax import provenance, workdir
+from ctxfuse_jax.errors import ConfigError, WorkdirError
+
+
+def _config(**overrides) -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict(dict(
+        experiment="supervised", seed=0, loop=dict(log_every=50, checkpoint_every=500),
+        train=dict(batch_size=64, optimizer=dict(learning_rate=0.1)), streams=dict(fg=dict(weights=""))))
+    config.update_from_flattened_dict(overrides)
+    return config
+
+
+def _snapshot(directory) -> dict[str, bytes]:
+    return {os.path.relpath(os.path.join(root, f), directory): open(os.path.join(root, f), "rb").read()
+            for root, _, files in os.walk(directory) for f in files}
+
+
+def test_a_new_workdir_records_the_config_and_inputs(tmp_path):
+    workdir.claim(str(tmp_path / "run"), _config(), {})
+    assert sorted(os.listdir(tmp_path / "run")) == ["config.json", "inputs.json"]
+    workdir.claim(str(tmp_path / "run"), _config(), {})  # the same run again: resumes
+
+
+def test_logging_settings_may_change_but_results_settings_may_not(tmp_path):
+    run = str(tmp_path / "run")
+    workdir.claim(run, _config(), {})
+    workdir.claim(run, _config(**{"loop.log_every": 5}), {})
+    before = _snapshot(run)
+    with pytest.raises(WorkdirError, match=r"\(train.batch_size: saved 64, now 32; "
+                                           r"train.optimizer.learning_rate: saved 0.1, now 0.05\)"):
+        workdir.claim(run, _config(**{"train.optimizer.learning_rate": 0.05, "train.batch_size": 32}), {})
+    assert _snapshot(run) == before
+
+
+def test_another_experiment_or_a_foreign_directory_is_refused(tmp_path):
+    run = str(tmp_path / "run")
+    workdir.claim(run, _config(), {})
+    before = _snapshot(run)
+    with pytest.raises(WorkdirError, match="holds a 'supervised' run, this is 'fusion'"):
+        workdir.claim(run, _config(experiment="fusion"), {})
+    assert _snapshot(run) == before
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "thesis.tex").write_text("years of work")
+    with pytest.raises(WorkdirError, match="not empty and holds no config.json"):
+        workdir.claim(str(tmp_path / "home"), _config(), {})
+    assert os.listdir(tmp_path / "home") == ["thesis.tex"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(WorkdirError, match="is a file"):
+        workdir.claim(str(tmp_path / "file"), _config(), {})
+
+
+def test_input_files_are_compared_by_content(tmp_path):
+    weights = tmp_path / "fg.npz"
+    weights.write_bytes(b"first weights")
+    config = _config(**{"streams.fg.weights": str(weights)})
+    inputs = provenance.input_digests(config)
+    assert inputs == {"streams.fg.weights": {"path": str(weights),
+                                             "sha256": hashlib.sha256(b"first weights").hexdigest()}}
+    run = str(tmp_path / "run")
+    workdir.claim(run, config, inputs)
+    weights.write_bytes(b"other weights")  # same path, other content
+    with pytest.raises(WorkdirError, match="input streams.fg.weights.sha256: saved '"):
+        workdir.claim(run, config, provenance.input_digests(config))
+
+
+def test_input_files_are_found_by_key_name_and_must_exist(tmp_path):
+    config = ml_collections.ConfigDict(dict(experiment="x", a=dict(weights="w.npz", b=dict(init_weights="i.npz")),
+                                            c=dict(weights=""), d=dict(weightsfile="not-an-input")))
+    assert provenance.input_files(config) == {"a.weights": "w.npz", "a.b.init_weights": "i.npz"}
+    with pytest.raises(ConfigError, match=r"config.a.b.init_weights='i.npz': no such file"):
+        provenance.input_digests(config)
+
+
+def test_run_fingerprint_changes_with_any_setting():
+    fingerprint = provenance.run_fingerprint(_config())
+    assert fingerprint == provenance.run_fingerprint(_config())
+    assert fingerprint["config_sha256"] != provenance.run_fingerprint(_config(seed=1))["config_sha256"]
+    assert fingerprint["experiment"] == "supervised" and fingerprint["inputs"] == {}
