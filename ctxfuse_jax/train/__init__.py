@@ -1,0 +1,1 @@
+"""Training: players and their state, jittable steps, the resumable loop, checkpoints and data-parallel sharding."""
