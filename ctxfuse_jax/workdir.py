@@ -16,6 +16,7 @@ from ctxfuse_jax.files import write_json_atomic
 
 CONFIG_FILE = "config.json"
 INPUTS_FILE = "inputs.json"
+STAGE_RESULT_FILE = "eval.json"  # A stage's final result; its presence marks the stage finished.
 # Settings that change when a run logs and checkpoints, never what it computes.
 NOT_RESULTS = ("loop.",)
 _MAX_LISTED = 6
@@ -35,6 +36,11 @@ def claim(workdir: str, config: ml_collections.ConfigDict, inputs: Mapping[str, 
         os.makedirs(workdir, exist_ok=True)
         write_json_atomic(os.path.join(workdir, CONFIG_FILE), current["config"])
         write_json_atomic(os.path.join(workdir, INPUTS_FILE), current["inputs"])
+
+
+def finished_stages(workdir: str) -> list[str]:
+    """The stages under `workdir` (relative paths) whose final result is saved."""
+    return sorted(os.path.relpath(root, workdir) for root, _, files in os.walk(workdir) if STAGE_RESULT_FILE in files)
 
 
 def _stored_run(workdir: str) -> dict[str, Any] | None:

@@ -23,3 +23,19 @@ def compilations():
     jax.monitoring.register_event_duration_secs_listener(listen)
     yield events
     listening[0] = False
+
+
+def _files_and_bytes(directory) -> dict[str, bytes]:
+    """Every file under `directory` (relative path -> bytes), to prove a refused run changed nothing."""
+    found = {}
+    for root, _, files in os.walk(directory):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, directory)] = f.read()
+    return found
+
+
+@pytest.fixture
+def snapshot():
+    return _files_and_bytes

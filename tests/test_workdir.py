@@ -18,35 +18,30 @@ def _config(**overrides) -> ml_collections.ConfigDict:
     return config
 
 
-def _snapshot(directory) -> dict[str, bytes]:
-    return {os.path.relpath(os.path.join(root, f), directory): open(os.path.join(root, f), "rb").read()
-            for root, _, files in os.walk(directory) for f in files}
-
-
 def test_a_new_workdir_records_the_config_and_inputs(tmp_path):
     workdir.claim(str(tmp_path / "run"), _config(), {})
     assert sorted(os.listdir(tmp_path / "run")) == ["config.json", "inputs.json"]
     workdir.claim(str(tmp_path / "run"), _config(), {})  # the same run again: resumes
 
 
-def test_logging_settings_may_change_but_results_settings_may_not(tmp_path):
+def test_logging_settings_may_change_but_results_settings_may_not(tmp_path, snapshot):
     run = str(tmp_path / "run")
     workdir.claim(run, _config(), {})
     workdir.claim(run, _config(**{"loop.log_every": 5}), {})
-    before = _snapshot(run)
+    before = snapshot(run)
     with pytest.raises(WorkdirError, match=r"\(train.batch_size: saved 64, now 32; "
                                            r"train.optimizer.learning_rate: saved 0.1, now 0.05\)"):
         workdir.claim(run, _config(**{"train.optimizer.learning_rate": 0.05, "train.batch_size": 32}), {})
-    assert _snapshot(run) == before
+    assert snapshot(run) == before
 
 
-def test_another_experiment_or_a_foreign_directory_is_refused(tmp_path):
+def test_another_experiment_or_a_foreign_directory_is_refused(tmp_path, snapshot):
     run = str(tmp_path / "run")
     workdir.claim(run, _config(), {})
-    before = _snapshot(run)
+    before = snapshot(run)
     with pytest.raises(WorkdirError, match="holds a 'supervised' run, this is 'fusion'"):
         workdir.claim(run, _config(experiment="fusion"), {})
-    assert _snapshot(run) == before
+    assert snapshot(run) == before
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / "thesis.tex").write_text("years of work")
     with pytest.raises(WorkdirError, match="not empty and holds no config.json"):
@@ -84,3 +79,11 @@ def test_run_fingerprint_changes_with_any_setting():
     assert fingerprint == provenance.run_fingerprint(_config())
     assert fingerprint["config_sha256"] != provenance.run_fingerprint(_config(seed=1))["config_sha256"]
     assert fingerprint["experiment"] == "supervised" and fingerprint["inputs"] == {}
+
+
+def test_finished_stages_are_those_with_a_saved_result(tmp_path):
+    for stage, done in (("seed_0/pretrain_fg", True), ("seed_0/pretrain_bg", False), ("classifier", True)):
+        (tmp_path / stage / "checkpoints").mkdir(parents=True)
+        if done:
+            (tmp_path / stage / workdir.STAGE_RESULT_FILE).write_text("{}")
+    assert workdir.finished_stages(str(tmp_path)) == ["classifier", "seed_0/pretrain_fg"]

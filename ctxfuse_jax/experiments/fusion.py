@@ -18,12 +18,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from ctxfuse_jax import provenance
 from ctxfuse_jax.data import test_sets
 from ctxfuse_jax.data.sources import Labelled, load_labelled
 from ctxfuse_jax.evaluate.sweep import make_sweep_step, run_blur_sweep
 from ctxfuse_jax.experiments import feature_cache, fusion_analysis
 from ctxfuse_jax.experiments.classification import classification_stage, optimizer_for
 from ctxfuse_jax.experiments.feature_cache import StreamFeatures
+from ctxfuse_jax.files import write_json_atomic
 from ctxfuse_jax.models.fusion import FusionHead, LinearProbe
 from ctxfuse_jax.models.precision import compute_dtype
 from ctxfuse_jax.models.registry import build_model
@@ -143,7 +145,8 @@ def train_head(config, model: str, data: Labelled, streams: dict, seed: int, see
         config.heads.train, seed, mesh, inputs=inputs,
         fingerprint={"model": model, "streams": config.streams.to_dict(), "data": config.data.to_dict(),
                      "fusion_features": config.heads.fusion_features, "compute_dtype": config.compute_dtype,
-                     "stream_features": "recomputed" if features is None else "cached"})
+                     "stream_features": "recomputed" if features is None else "cached",
+                     "inputs": provenance.input_digests(config)})
     result = run_stage(stage, seed_dir, mesh, LoopOptions(**config.loop))
     player = jax.device_get(result.state.players["head"])
     return {"params": player.params, "batch_stats": player.batch_stats}, result.metrics
@@ -212,10 +215,10 @@ def write_outputs(config, data: Labelled, results: dict[int, SeedResult], workdi
                 for region in first.sweep}
     severity_figure(config.sweep.sigmas, accuracy, xlabel="Gaussian blur σ (224 px scale)",
                     path=os.path.join(workdir, "sweep.png"))
-    tables.write_json(os.path.join(workdir, "results.json"), {
+    write_json_atomic(os.path.join(workdir, "results.json"), {
         "sweep": {str(s): r.sweep for s, r in results.items()}, "sigmas": list(config.sweep.sigmas),
         "stages": {str(s): r.metrics for s, r in results.items()}, "pca_blur_shift": shifts,
-        "seconds": seconds})
+        "seconds": seconds, "fingerprint": provenance.run_fingerprint(config)})
     shift_text = "\n".join(f"- {name}: mean shift {v['mean']:.2f} (blurred-vs-sharp centroid distance / sharp "
                            f"within-class spread, feature `{config.analysis.pca_feature}`, σ={config.analysis.pca_sigma:g})"
                            for name, v in shifts.items())

@@ -1,6 +1,5 @@
 """Supervised training of one zoo backbone: the simplest experiment, and a template for others."""
 
-import json
 import os
 
 import flax.linen as nn
@@ -8,8 +7,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from ctxfuse_jax import provenance
 from ctxfuse_jax.data.sources import load_labelled
 from ctxfuse_jax.experiments.classification import classification_stage, optimizer_for
+from ctxfuse_jax.files import write_json_atomic
 from ctxfuse_jax.models.precision import compute_dtype
 from ctxfuse_jax.models.registry import build_model
 from ctxfuse_jax.train import sharding
@@ -48,8 +49,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     result = run_stage(stage, workdir, mesh, LoopOptions(**config.loop))
     results = {"test": result.metrics,
                "num_params": count_params(result.state.players["classifier"].params),
-               "num_train": len(data.train), "num_test": len(data.test)}
+               "num_train": len(data.train), "num_test": len(data.test),
+               "fingerprint": provenance.run_fingerprint(config)}
     if jax.process_index() == 0:
-        with open(os.path.join(workdir, "results.json"), "w") as f:
-            json.dump(results, f, indent=2)
+        write_json_atomic(os.path.join(workdir, "results.json"), results)
     return results

@@ -10,12 +10,13 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import jax
 import numpy as np
 
-from ctxfuse_jax.train import sharding
 from ctxfuse_jax.files import write_json_atomic
+from ctxfuse_jax.train import sharding
 from ctxfuse_jax.train.checkpoint import Checkpointer, jsonable
 from ctxfuse_jax.train.monitor import MetricWriter, Progress, discard_metrics_after
 from ctxfuse_jax.train.state import PlayerSpec, TrainState
 from ctxfuse_jax.train.steps import Update, make_train_step
+from ctxfuse_jax.workdir import STAGE_RESULT_FILE
 
 HostBatch = dict[str, np.ndarray]
 
@@ -46,9 +47,6 @@ class LoopOptions:
     eval_every: int = 0  # 0: evaluate only at the end.
 
 
-EVAL_FILE = "eval.json"  # A stage's final result; its presence marks the stage finished.
-
-
 class Interrupted(Exception):
     """Raised after SIGINT/SIGTERM once the state is saved; re-running the command resumes."""
 
@@ -56,15 +54,6 @@ class Interrupted(Exception):
         super().__init__(f"[{stage}] interrupted by {signal.Signals(signum).name} at step {step}; saved "
                          f"{checkpoint_dir}/{step}. Run the same command again to resume from there.")
         self.exit_code = 128 + signum
-
-
-def finished_stages(workdir: str) -> list[str]:
-    """Stages under `workdir` (relative paths) whose final result is saved."""
-    found = []
-    for root, _, files in os.walk(workdir):
-        if EVAL_FILE in files:
-            found.append(os.path.relpath(root, workdir))
-    return sorted(found)
 
 
 class _StopFlag:
@@ -129,13 +118,13 @@ def _forget_results_after(stage_dir: str, step: int) -> None:
     (it belonged to another model) and the metrics logged after `step` (they would appear twice)."""
     if jax.process_index() != 0:
         return
-    if os.path.exists(os.path.join(stage_dir, EVAL_FILE)):
-        os.remove(os.path.join(stage_dir, EVAL_FILE))
+    if os.path.exists(os.path.join(stage_dir, STAGE_RESULT_FILE)):
+        os.remove(os.path.join(stage_dir, STAGE_RESULT_FILE))
     discard_metrics_after(stage_dir, step)
 
 
 def _final_eval(stage: Stage, state: TrainState, stage_dir: str) -> dict[str, float]:
-    path = os.path.join(stage_dir, EVAL_FILE)
+    path = os.path.join(stage_dir, STAGE_RESULT_FILE)
     fingerprint = jsonable(dict(stage.fingerprint))
     if os.path.exists(path):
         with open(path) as f:
