@@ -30,3 +30,7 @@ class WorkdirError(UserError):
 
 class CheckpointError(UserError, RuntimeError):
     """A checkpoint exists but cannot be used for this run (corrupt, or another configuration)."""
+
+
+class MissingWeightsError(WeightsError, FileNotFoundError):
+    """A weights file does not exist: the message says where to download and how to convert it."""

@@ -6,22 +6,32 @@ Both on-disk formats of `torch.save` are read:
   Python 2 and so read with encoding='latin1'): magic, protocol and system-info pickles, the
   object pickle, the list of storage keys, then each storage as an int64 count and raw bytes.
 Tensors in the pickle refer to storages by key; they are rebuilt (offset, shape, strides) once
-the storages are read. Any global outside the allow-list (classes, functions) is refused, so a
-file cannot run code.
+the storages are read.
+
+A file is untrusted input, so the pickle can reach only what this module hands it:
+- any global outside the allow-list (classes, functions) is refused, so a file cannot run code;
+- each allowed global is a fresh `_Sealed` object made by `find_class`, never a module-level
+  object, and every object the pickle can reach refuses BUILD (`__setstate__`), so one file
+  cannot change how the next is read; OrderedDict alone takes BUILD, and drops the state
+  (torch's `_metadata`);
+- a tensor's offset, shape and strides are checked, in Python ints, to address only elements of
+  its storage before any numpy view is made, and each storage must hold exactly the bytes its
+  tensors declare.
 """
 
-import collections
 from collections.abc import Callable
-import dataclasses
 import functools
+import math
 import os
 import pickle
 import sys
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 import zipfile
 
 import ml_dtypes
 import numpy as np
+
+from ctxfuse_jax.errors import MissingWeightsError, WeightsError
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
@@ -31,62 +41,164 @@ _STORAGE_DTYPES = {
     'ShortStorage': np.int16, 'CharStorage': np.int8, 'ByteStorage': np.uint8,
     'BoolStorage': np.bool_,
 }
+_MAX_INT = 2**62  # no sane size, offset or stride comes near; bounds numpy's int64 arithmetic
+_MAX_NDIM = 64  # numpy's limit
 
 
-@dataclasses.dataclass(frozen=True)
-class _StorageType:
+class _Refused(pickle.UnpicklingError):
+    """The pickle asks for something a state dict never needs."""
+
+
+class _Sealed:
+    """Every object the pickle can reach: its state cannot be set (the BUILD opcode)."""
+
+    __slots__ = ()
+
+    def __setstate__(self, state: Any) -> NoReturn:
+        raise _Refused(f'refusing to set the state of {self!r} (BUILD): a state dict never does')
+
+
+class _Global(_Sealed):
+    """An allow-listed function, e.g. torch._utils._rebuild_tensor_v2, made fresh per lookup."""
+
+    __slots__ = ('_name', '_function')
+
+    def __init__(self, name: str, function: Callable[..., Any]):
+        self._name, self._function = name, function
+
+    def __call__(self, *args: Any) -> Any:
+        return self._function(*args)
+
+    def __repr__(self) -> str:
+        return self._name
+
+
+class _StorageType(_Sealed):
     """Stands for a global such as torch.FloatStorage: all we need of it is its dtype."""
 
-    dtype: np.dtype
+    __slots__ = ('name', 'dtype')
+
+    def __init__(self, name: str, dtype: np.dtype):
+        self.name, self.dtype = name, dtype
+
+    def __repr__(self) -> str:
+        return f'torch.{self.name}'
 
 
-@dataclasses.dataclass(frozen=True)
-class _Storage:
+class _Storage(_Sealed):
     """Elements [start, start + numel) of the storage `key`, whose bytes lie outside the pickle."""
 
-    key: str
-    dtype: np.dtype
-    numel: int
-    start: int = 0
+    __slots__ = ('key', 'dtype', 'numel', 'start')
+
+    def __init__(self, key: str, dtype: np.dtype, numel: int, start: int = 0):
+        self.key, self.dtype, self.numel, self.start = key, dtype, numel, start
+
+    def __repr__(self) -> str:
+        return f'storage {self.key}'
 
 
-@dataclasses.dataclass(frozen=True)
-class _Tensor:
-    """A strided view of a storage, made into an array once the storage's bytes are read."""
+class _Tensor(_Sealed):
+    """A strided view of a storage, made into an array once the storage's bytes are read.
 
-    storage: _Storage
-    offset: int
-    shape: tuple[int, ...]
-    stride: tuple[int, ...]
+    Built only by `_rebuild_tensor`, which checks that it addresses elements of its storage only.
+    """
+
+    __slots__ = ('storage', 'offset', 'shape', 'stride')
+
+    def __init__(self, storage: _Storage, offset: int, shape: tuple[int, ...],
+                 stride: tuple[int, ...]):
+        self.storage, self.offset, self.shape, self.stride = storage, offset, shape, stride
+
+    def __repr__(self) -> str:
+        return f'a tensor {self.shape} of {self.storage!r}'
 
     def to_array(self, data: np.ndarray) -> np.ndarray:
+        """The tensor's elements, copied out of `data`, the whole storage (checked to fit)."""
         data = data[self.storage.start:self.storage.start + self.storage.numel]
-        extent = 1 + sum((n - 1) * s for n, s in zip(self.shape, self.stride))
-        if all(self.shape) and self.offset + extent > data.size:
-            raise ValueError(f'a tensor {self.shape} needs {self.offset + extent} elements of '
-                             f'storage {self.storage.key}, which has {data.size}')
-        strides = [s * data.itemsize for s in self.stride]
+        if not all(self.shape):
+            return np.zeros(self.shape, self.storage.dtype)
+        # A dimension of size 1 never moves: its stride, however large, is not used.
+        strides = [s * data.itemsize if n > 1 else 0 for n, s in zip(self.shape, self.stride)]
         return np.lib.stride_tricks.as_strided(data[self.offset:], self.shape, strides).copy()
 
 
-def _rebuild_tensor(storage: _Storage, offset: int, shape, stride, *_) -> _Tensor:
-    """torch._utils._rebuild_tensor(_v2): requires_grad, hooks and metadata do not matter here."""
-    return _Tensor(storage, offset, tuple(shape), tuple(stride))
+class _OrderedDict(dict):
+    """collections.OrderedDict: its items are kept, its attributes (torch's _metadata) dropped."""
+
+    __slots__ = ()
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, dict):
+            raise _Refused(f'refusing to set the state of an OrderedDict to a {type(state)}')
 
 
-def _parameter_data(data: _Tensor, *_) -> _Tensor:
+def _index(value: Any, what: str) -> int:
+    """`value` if an int in [0, 2**62): bools, floats, negative and huge numbers are refused."""
+    if type(value) is not int:
+        raise _Refused(f'{what} is {value!r}, not an int')
+    if value < 0:
+        raise _Refused(f'{what} is negative ({value})')
+    if value >= _MAX_INT:
+        raise _Refused(f'{what} is {value}, too large for any real tensor')
+    return value
+
+
+def _indices(values: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(values, (tuple, list)) or len(values) > _MAX_NDIM:
+        raise _Refused(f'{what} is {values!r}, not a tuple of at most {_MAX_NDIM} ints')
+    return tuple(_index(v, f'entry {i} of {what} {tuple(values)!r}')
+                 for i, v in enumerate(values))
+
+
+def _rebuild_tensor(storage: Any, offset: Any, shape: Any, stride: Any, *_: Any) -> _Tensor:
+    """torch._utils._rebuild_tensor(_v2): requires_grad, hooks and metadata do not matter here.
+
+    Every element the tensor addresses, offset + sum(i_k * stride_k), is checked to lie in its
+    storage, in exact Python ints, so no view ever reaches outside the storage's bytes.
+    """
+    if not isinstance(storage, _Storage):
+        raise _Refused(f'a tensor needs a storage, not {storage!r}')
+    offset = _index(offset, "a tensor's storage offset")
+    shape, stride = _indices(shape, "a tensor's shape"), _indices(stride, "a tensor's strides")
+    if len(shape) != len(stride):
+        raise _Refused(f'a tensor of shape {shape} has strides {stride}')
+    where = f'a tensor {shape} with offset {offset} and strides {stride} in {storage!r}'
+    if not all(shape):  # empty: addresses nothing
+        if offset > storage.numel:
+            raise _Refused(f'{where}, which has {storage.numel} elements')
+        return _Tensor(storage, offset, shape, stride)
+    last = offset + sum((n - 1) * s for n, s in zip(shape, stride))
+    if last >= storage.numel:
+        raise _Refused(f'{where} needs element {last}, the storage has {storage.numel}')
+    if math.prod(shape) > storage.numel:  # only strides of 0 (expand) or overlaps do this
+        raise _Refused(f'{where} has more elements than its storage (an expanded tensor: '
+                       'save tensor.contiguous())')
+    return _Tensor(storage, offset, shape, stride)
+
+
+def _parameter_data(data: Any, *_: Any) -> _Tensor:
     """torch._utils._rebuild_parameter(_with_state): a Parameter is its data."""
+    if not isinstance(data, _Tensor):
+        raise _Refused(f'a Parameter holds a tensor, not {data!r}')
     return data
 
 
-_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ('collections', 'OrderedDict'): collections.OrderedDict,
-    ('torch', 'Size'): tuple,
+def _size(values: Any = ()) -> tuple:
+    """torch.Size: a tuple (its entries are checked where it is used as a shape)."""
+    return tuple(values)
+
+
+def _ordered_dict(*args: Any) -> _OrderedDict:
+    return _OrderedDict(*args)
+
+
+_FUNCTIONS: dict[tuple[str, str], Callable[..., Any]] = {
+    ('collections', 'OrderedDict'): _ordered_dict,
+    ('torch', 'Size'): _size,
     ('torch._utils', '_rebuild_tensor'): _rebuild_tensor,
     ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
     ('torch._utils', '_rebuild_parameter'): _parameter_data,
     ('torch._utils', '_rebuild_parameter_with_state'): _parameter_data,
-    **{('torch', name): _StorageType(np.dtype(dtype)) for name, dtype in _STORAGE_DTYPES.items()},
 }
 
 
@@ -95,30 +207,51 @@ class _Unpickler(pickle.Unpickler):
 
     def __init__(self, file: BinaryIO):
         super().__init__(file, encoding='latin1')
-        self.storages: dict[str, np.dtype] = {}
+        self.storages: dict[str, tuple[np.dtype, int]] = {}  # key -> (dtype, numel)
 
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in _ALLOWED_GLOBALS:
-            raise pickle.UnpicklingError(
-                f'refusing to unpickle {module}.{name}: only tensors and containers are read '
-                '(save `model.state_dict()`, not the model object)')
-        return _ALLOWED_GLOBALS[module, name]
+    def find_class(self, module: str, name: str) -> _Sealed:
+        """A fresh stand-in for an allowed global, so nothing the pickle touches outlives it."""
+        if module == 'torch' and name in _STORAGE_DTYPES:
+            return _StorageType(name, np.dtype(_STORAGE_DTYPES[name]))
+        if (module, name) in _FUNCTIONS:
+            return _Global(f'{module}.{name}', _FUNCTIONS[module, name])
+        raise _Refused(f'refusing to unpickle {module}.{name}: only tensors and containers are '
+                       'read (save `model.state_dict()`, not the model object)')
 
     def persistent_load(self, pid: Any) -> _Storage:
-        kind, storage_type, key, _, numel, *view = pid
-        if kind != 'storage' or not isinstance(storage_type, _StorageType):
-            raise pickle.UnpicklingError(
-                f'unsupported persistent object {kind!r} (a pickled module?)')
-        self.storages[str(key)] = storage_type.dtype
-        if view and view[0] is not None:  # legacy storage view: (view key, offset, size)
-            _, start, numel = view[0]
-            return _Storage(str(key), storage_type.dtype, numel, start)
-        return _Storage(str(key), storage_type.dtype, numel)
+        """('storage', type, key, location, numel[, legacy view (key, start, numel)])."""
+        if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == 'storage'
+                and isinstance(pid[1], _StorageType) and isinstance(pid[2], str)):
+            raise _Refused(f'unsupported persistent object {pid!r} (a pickled module?)')
+        _, storage_type, key, _, numel, *view = pid
+        dtype, numel = storage_type.dtype, _index(numel, f'the size of storage {key}')
+        if self.storages.setdefault(key, (dtype, numel)) != (dtype, numel):
+            raise _Refused(f'storage {key} is declared as {self.storages[key]} and as '
+                           f'{(dtype, numel)}')
+        if view and view[0] is not None:  # legacy storage view: (view key, start, numel)
+            if not isinstance(view[0], tuple) or len(view[0]) != 3:
+                raise _Refused(f'unsupported view {view[0]!r} of storage {key}')
+            start = _index(view[0][1], f'the start of a view of storage {key}')
+            size = _index(view[0][2], f'the size of a view of storage {key}')
+            if start + size > numel:
+                raise _Refused(f'a view of elements [{start}, {start + size}) of storage {key}, '
+                               f'which has {numel}')
+            return _Storage(key, dtype, size, start)
+        return _Storage(key, dtype, numel)
 
 
 def read_pth(path: str | os.PathLike) -> Any:
-    """The object saved by `torch.save`, with tensors as numpy arrays and dicts as plain dicts."""
-    with open(path, 'rb') as file:
+    """The object saved by `torch.save`, with tensors as numpy arrays and dicts as plain dicts.
+
+    Raises WeightsError naming `path` for any file that is missing, malformed or hostile.
+    """
+    try:
+        file = open(path, 'rb')
+    except FileNotFoundError as error:
+        raise MissingWeightsError(f'PyTorch checkpoint not found: {path}') from error
+    except OSError as error:
+        raise WeightsError(f'{path}: cannot be read ({error.strerror})') from error
+    with file:
         head = file.read(4)
         file.seek(0)
         try:
@@ -126,11 +259,16 @@ def read_pth(path: str | os.PathLike) -> Any:
                 return _read_zip(file)
             if head.startswith(b'\x80'):
                 return _read_legacy(file)
+        except _Refused as error:
+            reason = str(error) if str(error).startswith('refusing') else f'refused, {error}'
+            raise WeightsError(f'{path}: {reason}') from None
         except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, AttributeError, KeyError,
-                IndexError, TypeError, ValueError) as error:  # what malformed input raises
-            raise ValueError(f'{path}: not a readable PyTorch checkpoint: {error}') from error
+                IndexError, TypeError, ValueError, RecursionError, OverflowError) as error:
+            raise WeightsError(f'{path}: not a readable PyTorch checkpoint ({error}); download '
+                               'it again, or save it with torch.save(model.state_dict(), ...)'
+                               ) from None
     hint = ' (an HTML page: did the download fail?)' if head.lstrip().startswith(b'<') else ''
-    raise ValueError(f'{path}: not a PyTorch checkpoint, it starts with {head!r}{hint}')
+    raise WeightsError(f'{path}: not a PyTorch checkpoint, it starts with {head!r}{hint}')
 
 
 def _read_zip(file: BinaryIO) -> Any:
@@ -148,8 +286,10 @@ def _read_zip(file: BinaryIO) -> Any:
 
         @functools.cache  # each storage is read once, however many tensors share it
         def storage(key: str) -> np.ndarray:
-            data = archive.read(f'{root}data/{key}')
-            return _from_bytes(data, unpickler.storages[key], byteorder)
+            dtype, numel = unpickler.storages[key]
+            record = archive.getinfo(f'{root}data/{key}')
+            _check_size(record.file_size, numel, dtype, key)  # before decompressing anything
+            return _from_bytes(archive.read(record), dtype, byteorder)
 
         return _materialize(obj, storage)
 
@@ -166,10 +306,20 @@ def _read_legacy(file: BinaryIO) -> Any:
     obj = unpickler.load()
     data = {}
     for key in _Unpickler(file).load():
-        key, dtype = str(key), unpickler.storages[str(key)]
+        if str(key) not in unpickler.storages:
+            raise ValueError(f'storage {key} is written but no tensor declares it')
+        key, (dtype, numel) = str(key), unpickler.storages[str(key)]
         count = int.from_bytes(_read_exactly(file, 8, key), byteorder)
+        _check_size(count * dtype.itemsize, numel, dtype, key)
         data[key] = _from_bytes(_read_exactly(file, count * dtype.itemsize, key), dtype, byteorder)
     return _materialize(obj, data.__getitem__)
+
+
+def _check_size(nbytes: int, numel: int, dtype: np.dtype, key: str) -> None:
+    """Tensors were checked against the numel the pickle declares: the bytes must match it."""
+    if nbytes != numel * dtype.itemsize:
+        raise ValueError(f'storage {key} holds {nbytes} bytes, its declared {numel} {dtype} '
+                         f'elements need {numel * dtype.itemsize}')
 
 
 def _read_exactly(file: BinaryIO, size: int, key: str) -> bytes:
@@ -188,9 +338,12 @@ def _from_bytes(data: bytes, dtype: np.dtype, byteorder: str) -> np.ndarray:
 
 
 def _materialize(obj: Any, storage: Callable[[str], np.ndarray]) -> Any:
-    """Replaces every tensor reference in `obj` by its array."""
+    """Replaces every tensor reference in `obj` by its array; stand-ins other than tensors
+    (a bare storage, a global) are not data and are refused."""
     if isinstance(obj, _Tensor):
         return obj.to_array(storage(obj.storage.key))
+    if isinstance(obj, _Sealed):
+        raise _Refused(f'{obj!r} is not data (only tensors and containers are read)')
     if isinstance(obj, dict):
         return {key: _materialize(value, storage) for key, value in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -208,10 +361,13 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if isinstance(obj, dict) and isinstance(obj.get('state_dict'), dict):
         obj = obj['state_dict']
     if not isinstance(obj, dict) or not obj:
-        raise ValueError(f'{path}: holds a {type(obj).__name__}, not a state dict')
-    not_tensors = [key for key, value in obj.items() if not isinstance(value, np.ndarray)]
+        raise WeightsError(f'{path}: holds a {type(obj).__name__}, not a state dict; save '
+                           '`model.state_dict()`')
+    not_tensors = [key for key, value in obj.items()
+                   if not isinstance(key, str) or not isinstance(value, np.ndarray)]
     if not_tensors:
-        raise ValueError(f'{path}: not a state dict, these entries are not tensors: {not_tensors}')
+        raise WeightsError(f'{path}: not a state dict, these entries are not named tensors: '
+                           f'{not_tensors[:8]}')
     if all(key.startswith('module.') for key in obj):
         obj = {key[len('module.'):]: value for key, value in obj.items()}
     return obj
