@@ -6,17 +6,21 @@ VGG with its exact module names and layer structure, at reduced width.
 
 import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from ctxfuse_jax import models
+from ctxfuse_jax.errors import WeightsError
 from ctxfuse_jax.models import variable_shapes
 from ctxfuse_jax.models.layers import IMAGENET_MEAN, IMAGENET_STD
 from ctxfuse_jax.models.variables import flatten
 from ctxfuse_jax.weights import (convert_state_dict, load_pretrained, read_pth, read_state_dict,
-                                 save_weights)
-from ctxfuse_jax.weights.convert import flax_key, main, torch_key
+                                 read_weights, save_weights)
+from ctxfuse_jax.weights.convert import main
+from ctxfuse_jax.weights.layout import flax_key, torch_key
 
 TINY = 0.125
 
@@ -205,7 +209,8 @@ def test_key_mapping_is_mechanical_and_invertible():
 
 
 def test_wrong_architecture_names_the_missing_torch_keys(resnet18):
-    with pytest.raises(ValueError, match=r'does not fit ResNet:\n  missing: layer1\.2\.bn1\.bias'):
+    with pytest.raises(WeightsError,
+                       match=r'does not fit ResNet:\n  missing: layer1\.2\.bn1\.bias'):
         convert_state_dict(state_dict(resnet18), models.ResNet34(width=TINY, num_classes=10))
 
 
@@ -213,7 +218,7 @@ def test_missing_unexpected_and_misshapen_keys_are_named(resnet18):
     tensors = state_dict(resnet18)
     del tensors['layer4.1.bn2.running_var']
     tensors['extra.weight'] = np.zeros((3, 3), np.float32)
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(WeightsError) as error:
         convert_state_dict(tensors, models.ResNet18(width=TINY, num_classes=1000))
     message = str(error.value)
     assert 'missing: layer4.1.bn2.running_var [batch_stats/layer4_1/bn2/var]' in message
@@ -273,10 +278,10 @@ def test_truncated_model_loads_the_part_it_uses(converted):
 def test_another_head_must_be_dropped_explicitly(converted):
     path, model = converted
     other = model.clone(num_classes=80)
-    with pytest.raises(ValueError, match=r'\(converted from r18\.pth\) does not fit ResNet:\n'
+    with pytest.raises(WeightsError, match=r'\(converted from r18\.pth\) does not fit ResNet:\n'
                                          r'  wrong shape: params/fc/bias is \(10,\), needs \(80'):
         load_pretrained(path, other)
-    with pytest.raises(ValueError, match='nothing to load into params/fc/bias'):
+    with pytest.raises(WeightsError, match='nothing to load into params/fc/bias'):
         load_pretrained(path, other, drop_head=True)
     fresh = {'params': {'fc': {'kernel': np.ones((64, 80), np.float32),
                                'bias': np.zeros(80, np.float32)}}}
@@ -288,7 +293,7 @@ def test_another_head_must_be_dropped_explicitly(converted):
 
 def test_weights_for_another_width_name_the_keys(converted):
     path, model = converted
-    with pytest.raises(ValueError, match=r'wrong shape: .*params/bn1/bias is \(8,\), needs \(16'):
+    with pytest.raises(WeightsError, match=r'wrong shape: .*params/bn1/bias is \(8,\), needs \(16'):
         load_pretrained(path, model.clone(width=2 * TINY))
 
 
@@ -296,23 +301,115 @@ def test_missing_weights_file_says_how_to_make_it(tmp_path):
     missing = tmp_path / 'resnet18_places365.npz'
     with pytest.raises(FileNotFoundError) as error:
         load_pretrained(missing, models.ResNet18())
+    assert isinstance(error.value, WeightsError)  # a user error: the CLI prints it, exits 2
     message = str(error.value)
     assert str(missing) in message
     assert 'python -m ctxfuse_jax.weights.convert --arch ARCH --src FILE' in message
     assert 'resnet18_places365.pth.tar' in message and 'resnet18-f37072fd.pth' in message
 
 
-def test_cli_converts_a_full_size_places365_checkpoint(tmp_path, capsys):
+@pytest.mark.parametrize('keys', [['a', 'b'], ['weights'], ['params/fc'], ['params//kernel'],
+                                  ['opt_state/fc/kernel']])
+def test_npz_files_of_other_keys_are_refused(keys, tmp_path):
+    """Any key but 'params/<module>/.../<leaf>' (or batch_stats) once crashed in module_path."""
+    path = tmp_path / 'other.npz'
+    np.savez(path, **{key: np.zeros(2, np.float32) for key in keys})
+    for read in (read_weights, lambda p: load_pretrained(p, models.ResNet18(width=TINY),
+                                                         drop_head=True)):
+        with pytest.raises(WeightsError) as error:
+            read(path)
+        message = str(error.value)
+        assert str(path) in message and repr(keys[0]) in message
+        assert 'not a weights file written by `python -m ctxfuse_jax.weights.convert`' in message
+
+
+def test_npz_files_of_pickled_objects_are_refused_plainly(tmp_path):
+    """numpy's own message suggests loading such a file unsafely: never pass that on."""
+    objects = tmp_path / 'objects.npz'
+    np.savez(objects, **{'params/fc/kernel': np.array([{'x': 1}], dtype=object)})
+    bare_pickle = tmp_path / 'pickle.npz'
+    bare_pickle.write_bytes(pickle.dumps({'params/fc/kernel': os.getcwd}))
+    for path in (objects, bare_pickle):
+        with pytest.raises(WeightsError) as error:
+            read_weights(path)
+        message = str(error.value)
+        assert str(path) in message and 'holds pickled Python objects, which are refused' in message
+        assert 'allow_pickle' not in message and 'unsafe' not in message
+
+
+def write_npy(path):
+    with open(path, 'wb') as file:  # np.save(path) would append '.npy' to the name
+        np.save(file, np.zeros(3))
+
+
+@pytest.mark.parametrize('content, match', [
+    (write_npy, 'holds one array, not an .npz archive'),
+    (lambda path: np.savez(path, **{'params/fc/kernel': np.array(['a'])}), 'not numeric'),
+    (lambda path: np.savez(path, __meta__=np.array('[1]')), '__meta__ entry is not a JSON'),
+    (lambda path: path.write_bytes(b'PK\3\4 truncated'), 'not a weights file'),
+])
+def test_malformed_npz_files_are_refused(content, match, tmp_path):
+    path = tmp_path / 'weights.npz'
+    content(path)
+    with pytest.raises(WeightsError, match=match):
+        read_weights(path)
+
+
+def run_convert(*args: str) -> subprocess.CompletedProcess:
+    """`python -m ctxfuse_jax.weights.convert ARGS`, the documented command, in a child."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.run([sys.executable, '-m', 'ctxfuse_jax.weights.convert', *args],
+                          cwd=root, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_runs_without_warnings_and_refuses_bad_files_in_one_line(tmp_path):
+    """The package used to import the CLI module, so runpy warned on every run."""
+    child = run_convert('--help')
+    assert child.returncode == 0 and '--arch' in child.stdout
+    assert 'RuntimeWarning' not in child.stderr, child.stderr
+    html = tmp_path / 'resnet18.pth'
+    html.write_bytes(b'<!DOCTYPE html><html>403 Forbidden</html>')
+    child = run_convert('--arch', 'resnet18', '--src', str(html), '--dst', str(tmp_path / 'o.npz'))
+    assert child.returncode == 2, child.stderr
+    assert child.stderr.splitlines() == [
+        f"error: {html}: not a PyTorch checkpoint, it starts with b'<!DO' "
+        '(an HTML page: did the download fail?)'], child.stderr
+    assert not (tmp_path / 'o.npz').exists()
+
+
+@pytest.fixture(scope='module')
+def places365(tmp_path_factory):
+    """A full-size ResNet18 in CSAIL's layout (legacy format, DataParallel keys), and its net."""
     net = torch_resnet((2, 2, 2, 2), False, 1.0, num_classes=365)
     src = save({'state_dict': {'module.' + k: v for k, v in net.state_dict().items()}},
-               tmp_path / 'resnet18_places365.pth.tar', zip_format=False)
+               tmp_path_factory.mktemp('places365') / 'resnet18_places365.pth.tar',
+               zip_format=False)
+    return net, src
+
+
+def test_cli_converts_in_a_child_process_without_warnings(places365, tmp_path):
+    net, src = places365
+    dst = tmp_path / 'resnet18_places365.npz'
+    child = run_convert('--arch', 'resnet18', '--src', str(src), '--dst', str(dst))
+    assert child.returncode == 0, child.stderr
+    assert 'RuntimeWarning' not in child.stderr, child.stderr
+    assert 'resnet18, 365 classes' in child.stdout
+    variables, meta = read_weights(dst)
+    assert meta == {'arch': 'resnet18', 'num_classes': 365, 'source': src.name}
+    np.testing.assert_array_equal(variables['params/fc/bias'], net.fc.bias.detach().numpy())
+
+
+def test_cli_converts_a_full_size_places365_checkpoint(places365, tmp_path, capsys):
+    net, src = places365
     dst = tmp_path / 'resnet18_places365.npz'
     main(['--arch', 'resnet18', '--src', str(src), '--dst', str(dst)])
     assert 'resnet18, 365 classes' in capsys.readouterr().out
     variables = load_pretrained(dst, models.ResNet18(num_classes=365))
     np.testing.assert_array_equal(variables['params']['fc']['kernel'],
                                   net.fc.weight.detach().numpy().T)
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_:
         main(['--arch', 'vgg16', '--src', str(src), '--dst', str(dst)])
+    assert exit_.value.code == 2  # a user error, as `python -m ctxfuse_jax.main` exits
     error = capsys.readouterr().err
+    assert error.startswith('error: the state dict does not fit VGG:')
     assert 'missing: classifier.0.bias' in error and 'unexpected: bn1.bias' in error

@@ -13,8 +13,9 @@ import zipfile
 
 import numpy as np
 
+from ctxfuse_jax.errors import MissingWeightsError, WeightsError
 from ctxfuse_jax.models import Backbone
-from ctxfuse_jax.models.variables import (check_structure, flatten, module_path, unflatten,
+from ctxfuse_jax.models.variables import (SEP, check_structure, flatten, module_path, unflatten,
                                          variable_shapes)
 
 SOURCES = {
@@ -27,6 +28,7 @@ SOURCES = {
         'http://places2.csail.mit.edu/models_places365/resnet18_places365.pth.tar',
 }
 _META = '__meta__'  # JSON: arch, num_classes, source file
+_COLLECTIONS = ('params', 'batch_stats')
 
 
 def save_weights(path: str | os.PathLike, variables: Mapping[str, np.ndarray],
@@ -39,17 +41,59 @@ def save_weights(path: str | os.PathLike, variables: Mapping[str, np.ndarray],
 
 
 def read_weights(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The flat variables and provenance in a file written by `save_weights`."""
+    """The flat variables and provenance in a file written by `save_weights`.
+
+    The file is untrusted: anything but an .npz of numeric arrays under flat variable keys
+    raises WeightsError naming it (a missing one, MissingWeightsError, says how to make it).
+    """
     if not os.path.exists(path):
-        raise FileNotFoundError(_missing_message(path))
+        raise MissingWeightsError(_missing_message(path))
+    not_ours = f'{path}: not a weights file written by `python -m ctxfuse_jax.weights.convert`'
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        npz = np.load(path, allow_pickle=False)
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise WeightsError(f'{not_ours} (it holds one array, not an .npz archive)')
+        with npz:
             variables = {key: npz[key] for key in npz.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(f'{path}: not a weights file written by '
-                         f'ctxfuse_jax.weights.convert ({error})') from error
-    meta = json.loads(str(variables.pop(_META))) if _META in variables else {}
+        if isinstance(error, WeightsError):
+            raise
+        if 'pickle' in str(error):  # numpy's own message suggests loading it unsafely
+            raise WeightsError(f'{not_ours}: it holds pickled Python objects, which are refused '
+                               '(unpickling can run code); convert the checkpoint again') from None
+        raise WeightsError(f'{not_ours} ({error})') from None
+    meta = _meta(variables.pop(_META, np.array('{}')), not_ours)
+    bad_keys = [key for key in variables if not _is_variable_key(key)]
+    if bad_keys:
+        raise WeightsError(f'{not_ours}: {_listing(bad_keys)} are not flat variable keys '
+                           "('params/<module>/.../<leaf>' or 'batch_stats/...')")
+    not_numbers = [f'{key} ({value.dtype})' for key, value in variables.items()
+                   if value.dtype.kind not in 'biuf']
+    if not_numbers:
+        raise WeightsError(f'{not_ours}: {_listing(not_numbers)} are not numeric arrays')
     return variables, meta
+
+
+def _is_variable_key(key: str) -> bool:
+    """'collection/module/.../leaf', as `models.variables.flatten` makes them."""
+    collection, *names = key.split(SEP)
+    return collection in _COLLECTIONS and len(names) >= 2 and all(names)
+
+
+def _meta(value: np.ndarray, not_ours: str) -> dict[str, Any]:
+    """The provenance JSON object in `_META`."""
+    try:
+        meta = json.loads(str(value)) if value.dtype.kind in 'SU' and value.ndim == 0 else None
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise WeightsError(f'{not_ours}: its {_META} entry is not a JSON object')
+    return meta
+
+
+def _listing(items: list[str], shown: int = 5) -> str:
+    more = f' (+{len(items) - shown} more)' if len(items) > shown else ''
+    return ', '.join(repr(item) for item in items[:shown]) + more
 
 
 def load_pretrained(path: str | os.PathLike, model: Backbone, *, drop_head: bool = False,
@@ -70,14 +114,17 @@ def load_pretrained(path: str | os.PathLike, model: Backbone, *, drop_head: bool
             {k: v for k, v in tree.items() if module_path(k) != model.head_name}
             for tree in (variables, expected))
     source = f' (converted from {meta["source"]})' if 'source' in meta else ''
-    check_structure(variables, expected, f'{path}{source} does not fit {type(model).__name__}')
+    try:
+        check_structure(variables, expected, f'{path}{source} does not fit {type(model).__name__}')
+    except ValueError as error:  # check_structure's own kind; here it is the file's fault
+        raise WeightsError(str(error)) from None
     loaded = {k: variables[k].astype(v.dtype, copy=False)
               for k, v in needed.items() if k in variables}
     if into is not None:
         loaded = {**flatten(into), **loaded}
     unloaded = sorted(needed.keys() - loaded.keys())
     if unloaded:
-        raise ValueError(f'{path}: nothing to load into {", ".join(unloaded)}; '
+        raise WeightsError(f'{path}: nothing to load into {", ".join(unloaded)}; '
                          'pass into=<freshly initialised variables> to keep their initial values')
     return unflatten(loaded)
 
