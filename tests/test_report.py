@@ -56,9 +56,12 @@ def test_report_lists_verdicts_tables_and_stages(tmp_path):
     write_report(str(path), config={"data": {"name": "embedded", "image_size": 64}}, summary=summary,
                  models=("FG", "BG", "Joint"),
                  stage_metrics={"0": {"head_joint": {"accuracy": 0.59, "loss": 1.3, "entropy": 1.5}}},
-                 figures={"Sweep": "sweep.png"}, extra_sections={"Extra": "text"}, seconds=90)
+                 figures={"Sweep": "sweep.png"}, extra_sections={"Extra": "text"}, seconds=90,
+                 fingerprint={"config_sha256": "ab" * 32,
+                              "inputs": {"streams.fg.weights": {"path": "fg.npz", "sha256": "cd" * 32}}})
     text = path.read_text()
     assert text.count("Joint beats FG") == 2  # All and Dissimilar, foreground blur
     assert "| 12 | 20.0 | 10.0 | 40.0 |" in text
     assert "| 0 | head_joint | 59.0 | 1.300 | 1.500 |" in text
     assert "![Sweep](sweep.png)" in text and "1.5 min" in text
+    assert "Config sha256 `abababababab`; input files: `streams.fg.weights` fg.npz (sha256 cdcdcdcdcdcd)" in text

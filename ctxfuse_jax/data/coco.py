@@ -30,6 +30,7 @@ from etils import epath
 
 from ctxfuse_jax.data import boxes as boxes_lib
 from ctxfuse_jax.data.coco_pruning import CocoIndex, ImageAnnotations, PruningConfig, build_index
+from ctxfuse_jax.errors import DataError
 
 DATASET = "coco/2017"
 TRAIN, TEST = "train", "test"
@@ -42,7 +43,7 @@ _ENCODED_IMAGE_ONLY = tfds.decode.PartialDecoding(
     {"image": True}, decoders={"image": tfds.decode.SkipDecoding()})
 
 
-class MissingDatasetError(FileNotFoundError):
+class MissingDatasetError(DataError):
     """COCO is not prepared in the TFDS data_dir; the message says how to prepare it."""
 
 

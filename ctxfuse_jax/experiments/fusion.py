@@ -215,10 +215,11 @@ def write_outputs(config, data: Labelled, results: dict[int, SeedResult], workdi
                 for region in first.sweep}
     severity_figure(config.sweep.sigmas, accuracy, xlabel="Gaussian blur σ (224 px scale)",
                     path=os.path.join(workdir, "sweep.png"))
+    fingerprint = provenance.run_fingerprint(config)
     write_json_atomic(os.path.join(workdir, "results.json"), {
         "sweep": {str(s): r.sweep for s, r in results.items()}, "sigmas": list(config.sweep.sigmas),
         "stages": {str(s): r.metrics for s, r in results.items()}, "pca_blur_shift": shifts,
-        "seconds": seconds, "fingerprint": provenance.run_fingerprint(config)})
+        "seconds": seconds, "fingerprint": fingerprint})
     shift_text = "\n".join(f"- {name}: mean shift {v['mean']:.2f} (blurred-vs-sharp centroid distance / sharp "
                            f"within-class spread, feature `{config.analysis.pca_feature}`, σ={config.analysis.pca_sigma:g})"
                            for name, v in shifts.items())
@@ -227,7 +228,8 @@ def write_outputs(config, data: Labelled, results: dict[int, SeedResult], workdi
                  figures={"Accuracy vs blur (paper Figure 5)": "sweep.png",
                           "Grad-CAM on each classifier's last conv layer (Figure 2)": "gradcam.png",
                           "PCA of BN features, sharp vs foreground-blurred (Figure 4)": "pca.png"},
-                 extra_sections={"Blur shift of stream features": shift_text}, seconds=seconds)
+                 extra_sections={"Blur shift of stream features": shift_text}, seconds=seconds,
+                 fingerprint=fingerprint)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:

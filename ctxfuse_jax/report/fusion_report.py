@@ -66,9 +66,17 @@ def stage_table(stage_metrics: Mapping[str, Mapping[str, Mapping[str, float]]]) 
     return "\n".join(lines)
 
 
+def fingerprint_line(fingerprint: Mapping[str, Any]) -> str:
+    """Which config and input files produced these numbers, by content."""
+    inputs = ", ".join(f"`{key}` {v['path']} (sha256 {v['sha256'][:12]})" for key, v in fingerprint["inputs"].items())
+    return (f"Config sha256 `{fingerprint['config_sha256'][:12]}`; input files: {inputs or 'none'} "
+            "(full hashes in `results.json`).")
+
+
 def write_report(path: str, *, config: Mapping[str, Any], summary: Sequence[Mapping[str, Any]],
                  models: Sequence[str], stage_metrics: Mapping[str, Any], figures: Mapping[str, str],
-                 extra_sections: Mapping[str, str], seconds: float) -> None:
+                 extra_sections: Mapping[str, str], seconds: float,
+                 fingerprint: Mapping[str, Any]) -> None:
     """Writes the Markdown report; `figures` maps a caption to a path relative to the report."""
     regions = sorted({r["region"] for r in summary}, key=list(REGION_TITLES).index)
     test_sets = sorted({r["test_set"] for r in summary})
@@ -89,6 +97,6 @@ def write_report(path: str, *, config: Mapping[str, Any], summary: Sequence[Mapp
     for title, body in extra_sections.items():
         parts += [f"## {title}", body]
     parts += ["## Training stages (test split, final)", stage_table(stage_metrics),
-              "## Configuration", "```json", json.dumps(config, indent=2, sort_keys=True, default=str), "```"]
+              "## Configuration", fingerprint_line(fingerprint), "```json", json.dumps(config, indent=2, sort_keys=True, default=str), "```"]
     with open(path, "w") as f:
         f.write("\n\n".join(parts) + "\n")
