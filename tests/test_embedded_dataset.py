@@ -169,3 +169,19 @@ def test_pretraining_variants_have_their_own_targets(tmp_path):
     assert crops.info.supervised_keys == ("image", "label")
     labels = sorted(e["label"] for e in _decoded(crops.as_dataset(split="train+test")))
     assert labels == list(range(24))
+
+
+@pytest.mark.parametrize("choice,message", [
+    (dict(image_size=7), "image_size must be an integer >= 16"),
+    (dict(seed=-1), "seed must be an integer >= 0"),
+    (dict(num_examples=2), "need at least one train and one test example"),
+    (dict(context=1.5), "context is a probability"),
+    (dict(variant="faces"), "unknown variant 'faces'"),
+])
+def test_bad_choices_fail_before_tfds_creates_any_directory(tmp_path, choice, message):
+    data_dir = tmp_path / "tfds"
+    options = {"variant": OBJECTS, "split": "train", "image_size": SIZE, "data_dir": str(data_dir), **choice}
+    with pytest.raises(ValueError, match=message):
+        builder_lib.load_embedded(**options)
+    assert not data_dir.exists()
+    assert list(tmp_path.iterdir()) == []

@@ -14,11 +14,10 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from ctxfuse_jax.data.embedded import examples
+from ctxfuse_jax.data.embedded.choices import (  # noqa: F401  (re-exported)
+    DEFAULT_NUM_EXAMPLES, IMAGE_SIZES, TRAIN_FRACTION, is_integer, split_sizes)
 from ctxfuse_jax.data.embedded.taxonomy import embedded_info
 
-IMAGE_SIZES = (32, 64, 224)
-DEFAULT_NUM_EXAMPLES = {examples.OBJECTS: 4000, examples.OBJECT_CROPS: 4800, examples.SCENES: 4800}
-TRAIN_FRACTION = 0.75  # the paper's 75 / 25 train / test split
 VERSION = tfds.core.Version("1.0.0")
 _DEFAULT_SEED = 0
 
@@ -39,16 +38,19 @@ class EmbeddedConfig(tfds.core.BuilderConfig):
 
     @property
     def num_train(self) -> int:
-        return round(TRAIN_FRACTION * self.num_examples)
+        return split_sizes(self.num_examples)[0]
 
 
 def embedded_config(variant: str = examples.OBJECTS, image_size: int = 64, num_examples: int | None = None,
                     seed: int = _DEFAULT_SEED, context: float = examples.DEFAULT_CONTEXT) -> EmbeddedConfig:
-    """The config for these choices: a named one when it exists, else one named after what differs."""
+    """The config for these choices: a named one when it exists, else one named after what differs.
+
+    Validates every choice first, so a bad one fails before TFDS creates any directory.
+    """
     examples.Recipe(variant, image_size, seed, context)  # validates
     num_examples = DEFAULT_NUM_EXAMPLES[variant] if num_examples is None else num_examples
-    if num_examples < 2:
-        raise ValueError(f"need at least one train and one test example, got num_examples={num_examples}")
+    if not is_integer(num_examples) or min(split_sizes(num_examples)) < 1:
+        raise ValueError(f"need at least one train and one test example, got num_examples={num_examples!r}")
     name = f"{variant}_{image_size}"
     if num_examples != DEFAULT_NUM_EXAMPLES[variant]:
         name += f"_n{num_examples}"

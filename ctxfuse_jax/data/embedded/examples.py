@@ -15,14 +15,13 @@ import dataclasses
 
 import numpy as np
 
+from ctxfuse_jax.data.embedded.choices import (  # noqa: F401  (re-exported)
+    DEFAULT_CONTEXT, MIN_IMAGE_SIZE, OBJECT_CROPS, OBJECTS, SCENES, VARIANTS, is_integer)
 from ctxfuse_jax.data.embedded.icons import ICONS
 from ctxfuse_jax.data.embedded.render import Placement, render_icon
 from ctxfuse_jax.data.embedded.scenes import render_scene
 from ctxfuse_jax.data.embedded.taxonomy import EmbeddedInfo, embedded_info
 
-OBJECTS, OBJECT_CROPS, SCENES = "objects", "object_crops", "scenes"
-VARIANTS = (OBJECTS, OBJECT_CROPS, SCENES)
-DEFAULT_CONTEXT = 0.7  # P(own scene group) = 0.7 + 0.3 / 4 = 0.775: context helps but does not decide
 PLACEMENTS = {
     OBJECTS: Placement(min_area=0.15, max_area=0.45),  # 0.45 < 0.5 leaves room for pixel rounding
     OBJECT_CROPS: Placement(min_area=0.45, max_area=0.85),
@@ -44,6 +43,11 @@ class Recipe:
             raise ValueError(f"unknown variant {self.variant!r}; choose one of {VARIANTS}")
         if not 0.0 <= self.context <= 1.0:
             raise ValueError(f"context is a probability, got {self.context}")
+        if not is_integer(self.image_size) or self.image_size < MIN_IMAGE_SIZE:
+            raise ValueError(f"image_size must be an integer >= {MIN_IMAGE_SIZE} (smaller images leave some "
+                             f"objects without a pixel), got {self.image_size!r}")
+        if not is_integer(self.seed) or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
 
 
 def _num_labels(variant: str) -> int:
