@@ -1,7 +1,7 @@
 """The model zoo: classifiers built by name, with named features and truncation."""
 
 from ctxfuse_jax.models import resnet, vgg  # noqa: F401  (registers the models)
-from ctxfuse_jax.models.layers import INTERMEDIATES, PERTURBATIONS, Backbone, features, tap
+from ctxfuse_jax.models.layers import INTERMEDIATES, PERTURBATIONS, Backbone, WidthError, features, tap
 from ctxfuse_jax.models.precision import compute_dtype
 from ctxfuse_jax.models.registry import available_models, build_model, register_model
 from ctxfuse_jax.models.resnet import ResNet, ResNet18, ResNet34, ResNet50

@@ -42,6 +42,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 CONV_INIT = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 
 
+class WidthError(ValueError):
+    """`width` leaves a layer without a channel: the model would build, train and learn nothing."""
+
+
 def tap(module: nn.Module, name: str, x: Array) -> Array:
     """Makes `x` the feature `name` of `module` (see the module docstring); returns it."""
     # Keep only the latest value, so intermediates and perturbation gradients share one layout.
@@ -134,8 +138,12 @@ class Backbone(nn.Module):
                         name=self.head_name)(x).astype(jnp.float32)
 
     def channels(self, base: int) -> int:
-        """`base` channels of the full-width network, scaled by `width`."""
-        return max(1, int(base * self.width))
+        """`base` channels of the full-width network, scaled by `width`; at least one, or a `WidthError`."""
+        count = int(base * self.width)
+        if count < 1:
+            raise WidthError(f"width {self.width:g} gives {type(self).__name__}'s {base}-channel layers "
+                             f"{base * self.width:g} channels; the smallest width is 1/{base} = {1 / base:g}")
+        return count
 
     def conv_def(self, use_bias: bool) -> ModuleDef:
         """The pluggable convolution, configured like torchvision's."""
