@@ -12,12 +12,12 @@ import numpy as np
 
 from ctxfuse_jax import degrade
 from ctxfuse_jax.data.pipeline import ArraySplit, eval_batches, to_unit_float
+from ctxfuse_jax.evaluate.sweep_regions import REGIONS
 from ctxfuse_jax.train import losses, sharding
 from ctxfuse_jax.train.forward import Forward
 from ctxfuse_jax.train.state import Player, PlayerSpec
 
 LogitsFn = Callable[[Forward, jax.Array], Mapping[str, jax.Array]]
-REGIONS = ("foreground", "all")  # what a sweep blurs: the object's mask only, or the whole image
 
 
 def blur_region(images: jax.Array, masks: jax.Array, sigma_px: jax.Array, foreground_only: jax.Array) -> jax.Array:

@@ -35,7 +35,7 @@ def apply_tapped(module: nn.Module, variables: Mapping[str, Any], name: str, *ar
                              f'the feature has shape {shape}')
         variables = {**variables, PERTURBATIONS: traverse_util.unflatten_dict({path: delta})}
     output, state = module.apply(variables, *args, mutable=[INTERMEDIATES], **kwargs)
-    return output, _select(features(state[INTERMEDIATES]), name, module)
+    return output, select_feature(features(state[INTERMEDIATES]), name, module)
 
 
 def _locate(module: nn.Module, variables: Mapping[str, Any], name: str, args: tuple,
@@ -47,10 +47,11 @@ def _locate(module: nn.Module, variables: Mapping[str, Any], name: str, args: tu
     tree = jax.eval_shape(tapped, variables, *args)
     # `features` owns the path -> name rule; applied to a tree of (path, shape) it inverts it.
     located = {path: (path, leaf.shape) for path, leaf in traverse_util.flatten_dict(tree).items()}
-    return _select(features(traverse_util.unflatten_dict(located)), name, module)
+    return select_feature(features(traverse_util.unflatten_dict(located)), name, module)
 
 
-def _select(named: Mapping[str, Any], name: str, module: nn.Module) -> Any:
+def select_feature(named: Mapping[str, Any], name: str, module: nn.Module) -> Any:
+    """`named[name]`; an unknown name lists the module's features (config checks say it the same way)."""
     if name not in named:
         raise ValueError(f'{type(module).__name__} has no feature {name!r}; '
                        f'its features are: {", ".join(sorted(named))}')

@@ -28,10 +28,10 @@ from ctxfuse_jax.data.pipeline import ArraySplit, to_unit_float
 from ctxfuse_jax.data.sources import Labelled
 from ctxfuse_jax.evaluate.scoring import per_example_outputs
 from ctxfuse_jax.experiments.classification import Inputs
+from ctxfuse_jax.experiments.feature_cache_modes import MODES
 from ctxfuse_jax.train import sharding
 from ctxfuse_jax.train.state import Variables
 
-MODES = ("auto", "on", "off")
 GIB = 2 ** 30
 
 

@@ -5,6 +5,8 @@ from typing import Callable
 
 import ml_collections
 
+from ctxfuse_jax.errors import ConfigError
+
 Experiment = Callable[[ml_collections.ConfigDict, str], dict]
 
 # name -> module defining `run(config, workdir) -> results`; imported only when chosen.
@@ -14,7 +16,13 @@ EXPERIMENTS = {
 }
 
 
-def get_experiment(name: str) -> Experiment:
+def experiment_module(name: str) -> str:
+    """The module running experiment `name`, without importing it; an unknown name lists the valid ones."""
     if name not in EXPERIMENTS:
-        raise ValueError(f"unknown experiment {name!r}; choose one of {sorted(EXPERIMENTS)}")
-    return importlib.import_module(EXPERIMENTS[name]).run
+        raise ConfigError(f"unknown experiment {name!r}; choose one of {sorted(EXPERIMENTS)}")
+    return EXPERIMENTS[name]
+
+
+def get_experiment(name: str) -> Experiment:
+    """The `run(config, workdir)` of experiment `name` (importing its module, which may be heavy)."""
+    return importlib.import_module(experiment_module(name)).run
