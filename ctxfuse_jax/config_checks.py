@@ -1,0 +1,505 @@
+"""Every config value checked at start-up, before data is read or anything is compiled.
+
+A wrong value used to surface late or not at all: a negative blur sigma ran and reported nonsense,
+`loop.log_every=0` divided by zero after 40 s of compiling, `data.image_size=7` failed while drawing
+the dataset and left an empty TFDS directory behind. Here each config section has one checker, and
+`check_config` runs those an experiment's config is made of. Every message names the dotted key, the
+value and what is allowed (`config.loop.log_every=0: must be an integer >= 1`) and is a `ConfigError`.
+
+Names are checked against the registries that resolve them at run time (models, convolutions,
+optimizers, compute dtypes, the models' own feature names), so a new entry needs no change here.
+Feature names and shapes come from tracing the configured models (`jax.eval_shape`: no compilation,
+no device, well under a second). Only light modules are imported: no TensorFlow, so a mistake comes
+back in about two seconds.
+"""
+
+import math
+import numbers
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple, NoReturn
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from ctxfuse_jax.data.embedded import choices as embedded_choices
+from ctxfuse_jax.errors import ConfigError
+from ctxfuse_jax.evaluate.sweep_regions import REGIONS as SWEEP_REGIONS
+from ctxfuse_jax.evaluate.taps import select_feature
+from ctxfuse_jax.experiments import registry as experiments
+from ctxfuse_jax.experiments.feature_cache_modes import MODES as FEATURE_CACHE_MODES
+from ctxfuse_jax.models import INTERMEDIATES, WidthError, build_model, features
+from ctxfuse_jax.models.fusion import FusionHead
+from ctxfuse_jax.models.precision import compute_dtype as lookup_compute_dtype
+from ctxfuse_jax.ops.conv import conv_module
+from ctxfuse_jax.train.optim import OPTIMIZERS, SCHEDULES
+
+Section = ml_collections.ConfigDict
+SEED_LIMIT = 2 ** 32  # jax.random.PRNGKey(2**32) is PRNGKey(0): larger seeds repeat smaller ones
+
+
+class Traced(NamedTuple):
+    """A module's output shape and its tapped features' shapes, found by tracing (nothing computed)."""
+
+    module: nn.Module
+    output: tuple[int, ...]
+    features: dict[str, tuple[int, ...]]
+
+
+# --- shared helpers: one wording per kind of rule ---------------------------------------------
+
+
+def _dotted(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else name
+
+
+def fail(key: str, value: Any, rule: str) -> NoReturn:
+    """Raises the one-line error every check gives: `config.<key>=<value>: <rule>`."""
+    raise ConfigError(f"config.{key}={value!r}: {rule}")
+
+
+def section(config: Section, key: str, name: str) -> Section:
+    """The subsection `name` of `config` (at `key`); a missing or non-section one is a ConfigError."""
+    value = field(config, key, name)
+    if not isinstance(value, ml_collections.ConfigDict):
+        fail(_dotted(key, name), value, "must be a config section")
+    return value
+
+
+def field(config: Section, key: str, name: str) -> Any:
+    """The value `name` of section `config` (at `key`); a missing one is a ConfigError, not an AttributeError."""
+    if name not in config:
+        raise ConfigError(f"config.{_dotted(key, name)} is missing; the config file must set it")
+    return config[name]
+
+
+def _is_integer(value: Any) -> bool:
+    return embedded_choices.is_integer(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _shown(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+
+
+def _bounds(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{_shown(low)}, {_shown(high)}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'>' if low_open else '>='} {_shown(low)}"
+    if high is not None:
+        return f"{'<' if high_open else '<='} {_shown(high)}"
+    return ""
+
+
+def _within(value: float, low: float | None, high: float | None, low_open: bool, high_open: bool) -> bool:
+    return ((low is None or (value > low if low_open else value >= low))
+            and (high is None or (value < high if high_open else value <= high)))
+
+
+def integer(config: Section, key: str, name: str, minimum: int | None = 1, maximum: int | None = None,
+            why: str = "") -> int:
+    """An integer (not a bool) in [minimum, maximum]: sizes, counts, steps, seeds."""
+    value = field(config, key, name)
+    if not _is_integer(value) or not _within(value, minimum, maximum, False, False):
+        fail(_dotted(key, name), value,
+             f"must be an integer {_bounds(minimum, maximum, False, False)}".rstrip() + (f" ({why})" if why else ""))
+    return int(value)
+
+
+def number(config: Section, key: str, name: str, low: float | None = None, high: float | None = None, *,
+           low_open: bool = False, high_open: bool = False, why: str = "") -> float:
+    """A finite real number (not a bool, not NaN) between `low` and `high`, ends open or closed."""
+    value = field(config, key, name)
+    if not _is_number(value) or not math.isfinite(value) or not _within(value, low, high, low_open, high_open):
+        bounds = _bounds(low, high, low_open, high_open)
+        fail(_dotted(key, name), value, f"must be a finite number {bounds}".rstrip() + (f" ({why})" if why else ""))
+    return float(value)
+
+
+def boolean(config: Section, key: str, name: str) -> bool:
+    value = field(config, key, name)
+    if not isinstance(value, bool):
+        fail(_dotted(key, name), value, "must be True or False")
+    return value
+
+
+def string(config: Section, key: str, name: str) -> str:
+    value = field(config, key, name)
+    if not isinstance(value, str):
+        fail(_dotted(key, name), value, "must be a string")
+    return value
+
+
+def one_of(config: Section, key: str, name: str, choices: Sequence[str], what: str) -> str:
+    """A name from `choices`, refused in the registry's own words: `unknown <what> 'x'; choose one of ...`."""
+    value = field(config, key, name)
+    if not isinstance(value, str) or value not in choices:
+        fail(_dotted(key, name), value, f"unknown {what} {value!r}; choose one of {choices}")
+    return value
+
+
+def registered(config: Section, key: str, name: str, lookup: Callable[[str], Any]) -> Any:
+    """`lookup(value)` of a name-resolving registry; its ValueError, in its own words, becomes a ConfigError."""
+    value = field(config, key, name)
+    if not isinstance(value, str):
+        fail(_dotted(key, name), value, "must be a name (a string)")
+    try:
+        return lookup(value)
+    except ValueError as error:
+        fail(_dotted(key, name), value, str(error))
+
+
+def distinct_tuple(config: Section, key: str, name: str, what: str, is_valid: Callable[[Any], bool]) -> tuple:
+    """A non-empty tuple of distinct elements, each `is_valid` (described by `what`, plural)."""
+    value = field(config, key, name)
+    rule = f"must be a non-empty tuple of distinct {what}"
+    if not isinstance(value, (tuple, list)) or not value:
+        fail(_dotted(key, name), value, rule)
+    for element in value:
+        if not is_valid(element):
+            fail(_dotted(key, name), value, f"{rule}; {element!r} is not one")
+    seen = set()
+    for element in value:
+        if element in seen:
+            fail(_dotted(key, name), value, f"{rule}; {element!r} is given twice")
+        seen.add(element)
+    return tuple(value)
+
+
+def _is_seed(value: Any) -> bool:
+    return _is_integer(value) and 0 <= value < SEED_LIMIT
+
+
+# --- sections config_defaults builds ---------------------------------------------------------
+
+
+def check_optimizer(config: Section, key: str = "train.optimizer", num_epochs: float | None = None) -> None:
+    """An optimizer section (`config_defaults.optimizer`); warm-up must end before `num_epochs` when given."""
+    one_of(config, key, "name", sorted(OPTIMIZERS), "optimizer")
+    number(config, key, "learning_rate", 0.0, low_open=True)
+    number(config, key, "momentum", 0.0, 1.0, high_open=True)
+    boolean(config, key, "nesterov")
+    number(config, key, "weight_decay", 0.0)
+    one_of(config, key, "schedule", SCHEDULES, "schedule")
+    warmup = number(config, key, "warmup_epochs", 0.0)
+    if num_epochs is not None and warmup >= num_epochs:
+        fail(_dotted(key, "warmup_epochs"), field(config, key, "warmup_epochs"),
+             f"the warm-up must end before training does, at num_epochs={num_epochs:g}")
+
+
+def check_train(config: Section, key: str = "train", num_train: int | None = None) -> None:
+    """A training section (`config_defaults.train`) with its augment and optimizer subsections.
+
+    `num_train`, when known from the data config, is the training split's size: one batch must fit.
+    """
+    num_epochs = number(config, key, "num_epochs", 0.0, low_open=True)
+    batch_size = integer(config, key, "batch_size", 1)
+    if num_train is not None and batch_size > num_train:
+        fail(_dotted(key, "batch_size"), batch_size,
+             f"must be at most the {num_train} training examples the data config gives (one full batch per epoch)")
+    number(config, key, "label_smoothing", 0.0, 1.0, high_open=True,
+           why="the weight moved from the true class to a uniform target")
+    augment = section(config, key, "augment")
+    boolean(augment, _dotted(key, "augment"), "flip")
+    integer(augment, _dotted(key, "augment"), "crop_padding", 0)
+    check_optimizer(section(config, key, "optimizer"), _dotted(key, "optimizer"), num_epochs)
+
+
+def check_loop(config: Section, key: str = "loop") -> None:
+    """The training loop's periods (`config_defaults.loop`); `eval_every=0` evaluates only at the end."""
+    integer(config, key, "log_every", 1)
+    integer(config, key, "checkpoint_every", 1)
+    integer(config, key, "eval_every", 0, why="0 evaluates only at the end")
+
+
+def _min_embedded_examples() -> int:
+    return next(n for n in range(1, 100) if min(embedded_choices.split_sizes(n)) >= 1)
+
+
+def _check_embedded(config: Section, key: str) -> None:
+    one_of(config, key, "variant", embedded_choices.VARIANTS, "variant")
+    integer(config, key, "image_size", embedded_choices.MIN_IMAGE_SIZE,
+            why="smaller embedded images leave some objects without a pixel")
+    num_examples = field(config, key, "num_examples")
+    smallest = _min_embedded_examples()
+    if not _is_integer(num_examples) or (num_examples != 0 and num_examples < smallest):
+        fail(_dotted(key, "num_examples"), num_examples,
+             f"must be 0 (the variant's default size) or an integer >= {smallest} "
+             "(at least one train and one test example)")
+    number(config, key, "context", 0.0, 1.0, why="a probability")
+    integer(config, key, "seed", 0, SEED_LIMIT - 1)
+    string(config, key, "data_dir")
+
+
+def _check_coco(config: Section, key: str) -> None:
+    integer(config, key, "image_size", 1)
+    integer(config, key, "seed", 0, SEED_LIMIT - 1)
+    string(config, key, "data_dir")
+    string(config, key, "cache_dir")
+
+
+# One checker per dataset of `data.sources.SOURCES` (a test keeps the two in step).
+DATA_CHECKS: dict[str, Callable[[Section, str], None]] = {"embedded": _check_embedded, "coco": _check_coco}
+
+
+def check_data(config: Section, key: str = "data") -> None:
+    """A dataset section (`config_defaults.embedded_data` or `coco_data`), by its `name`."""
+    name = one_of(config, key, "name", sorted(DATA_CHECKS), "dataset")
+    DATA_CHECKS[name](config, key)
+
+
+def train_examples(config: Section) -> int | None:
+    """The training split's size a (checked) data section gives, where it is known before loading."""
+    if config.name != "embedded":
+        return None
+    total = config.num_examples or embedded_choices.DEFAULT_NUM_EXAMPLES[config.variant]
+    return embedded_choices.split_sizes(total)[0]
+
+
+def _image_shape(size: int) -> tuple[int, int, int, int]:
+    return (1, size, size, 3)
+
+
+def trace(module: nn.Module, *input_shapes: tuple[int, ...]) -> Traced:
+    """`module.init` traced on float32 inputs of these shapes: its output and features, nothing computed.
+
+    Touches no device (an abstract key, `jax.eval_shape`), so the backend is still free to be set up.
+    """
+    def init(key, *inputs):
+        return module.init_with_output(key, *inputs, mutable=True)
+
+    key = jax.ShapeDtypeStruct((2,), jnp.uint32)
+    output, variables = jax.eval_shape(init, key, *(jax.ShapeDtypeStruct(s, jnp.float32) for s in input_shapes))
+    tapped = features(variables[INTERMEDIATES]) if INTERMEDIATES in variables else {}
+    return Traced(module, tuple(output.shape), {name: tuple(value.shape) for name, value in tapped.items()})
+
+
+def _trace_backbone(model: nn.Module, width_key: str, width: float, size_key: str, size: int) -> Traced:
+    """The traced model; a width without channels or images it cannot take are told by their keys."""
+    try:
+        return trace(model, _image_shape(size))
+    except WidthError as error:
+        fail(width_key, width, str(error))
+    except (ValueError, TypeError) as error:
+        fail(size_key, size, f"{type(model).__name__} cannot take {size}x{size} images "
+                             f"({type(error).__name__}: {error}); use larger images")
+
+
+def _backbone_options(config: Section, key: str, name_field: str, compute_dtype: str) -> tuple[str, dict]:
+    """(model name, build_model kwargs) of a model section, each value checked."""
+    registered(config, key, name_field, lambda name: build_model(name, num_classes=2))
+    registered(config, key, "conv", conv_module)
+    number(config, key, "width", 0.0, low_open=True, why="scales every layer's channels")
+    return config[name_field], dict(width=config.width, conv=config.conv, dtype=lookup_compute_dtype(compute_dtype))
+
+
+def check_model(config: Section, key: str = "model", *, image_size: int, image_key: str = "data.image_size",
+                compute_dtype: str = "float32") -> None:
+    """A zoo model section (`name`, `width`, `conv`, and any other keyword the model takes), traced on
+    `image_size` images (`image_key` says where that size is set)."""
+    name, options = _backbone_options(config, key, "name", compute_dtype)
+    extra = {k: v for k, v in config.items() if k not in ("name", "width", "conv")}
+    try:
+        model = build_model(name, num_classes=2, **options, **extra)
+    except TypeError as error:
+        fail(key, config.to_dict(), f"{name} does not take these options ({error})")
+    _trace_backbone(model, _dotted(key, "width"), config.width, image_key, image_size)
+
+
+# --- top-level values -----------------------------------------------------------------------
+
+
+def check_experiment(config: Section) -> str:
+    """`config.experiment`: a name in `experiments.registry.EXPERIMENTS` (its module is not imported)."""
+    registered(config, "", "experiment", experiments.experiment_module)
+    return config.experiment
+
+
+def check_compute_dtype(config: Section) -> None:
+    """`config.compute_dtype`: a name in `models.precision.COMPUTE_DTYPES`."""
+    registered(config, "", "compute_dtype", lookup_compute_dtype)
+
+
+def check_seed(config: Section) -> None:
+    """`config.seed` of a one-seed experiment."""
+    integer(config, "", "seed", 0, SEED_LIMIT - 1)
+
+
+def check_seeds(config: Section) -> None:
+    """`config.seeds` of an experiment repeated per seed: each seed once, at least one."""
+    distinct_tuple(config, "", "seeds", f"integers in [0, {SEED_LIMIT - 1}]", _is_seed)
+
+
+# --- fusion (seed 000) sections ---------------------------------------------------------------
+
+
+def _check_weights(config: Section, key: str, arch: str) -> str:
+    path = string(config, key, "weights")
+    if path and not os.path.isfile(path):
+        problem = "is a directory, not a weights file" if os.path.isdir(path) else "no such file"
+        fail(_dotted(key, "weights"), path,
+             f"{problem}; convert PyTorch weights once with `python -m ctxfuse_jax.weights.convert --arch {arch} "
+             f"--src FILE --dst {path}`, or set it to '' to pretrain the stream here")
+    return path
+
+
+def check_streams(config: Section, key: str = "streams", *, image_size: int, image_key: str = "data.image_size",
+                  compute_dtype: str = "float32") -> Traced:
+    """The two frozen streams: backbone, cut, convolution, and per role (fg, bg) weights or pretraining.
+
+    Traces each backbone to be pretrained on its data's images and the stream (cut at `cut`) on the
+    heads' `image_size` images; returns the stream's trace, whose features other sections name.
+    """
+    arch, options = _backbone_options(config, key, "arch", compute_dtype)
+    cut = string(config, key, "cut")
+    stream = build_model(arch, num_classes=None, stop_at=cut, **options)
+    stages = [name for name, _ in stream.stages(train=False)]
+    if cut not in stages:  # The wording of `Backbone`, which refuses it at run time.
+        fail(_dotted(key, "cut"), cut, f"{type(stream).__name__} cannot stop at {cut!r}; its stages are {stages}")
+    for role in ("fg", "bg"):
+        role_key = _dotted(key, role)
+        role_config = section(config, key, role)
+        weights = _check_weights(role_config, role_key, arch)
+        data = section(role_config, role_key, "data")
+        check_data(data, _dotted(role_key, "data"))
+        check_train(section(role_config, role_key, "train"), _dotted(role_key, "train"),
+                    None if weights else train_examples(data))
+        if not weights:
+            _trace_backbone(build_model(arch, num_classes=2, **options), _dotted(key, "width"), config.width,
+                            _dotted(role_key, "data.image_size"), data.image_size)
+    traced = _trace_backbone(stream, _dotted(key, "width"), config.width, image_key, image_size)
+    if len(traced.output) != 4:
+        fail(_dotted(key, "cut"), cut, f"the heads need a feature map (batch, height, width, channels); the "
+                                       f"stream cut there gives shape {traced.output}; cut at one of {stages[:-1]}")
+    return traced
+
+
+def check_heads(config: Section, key: str = "heads", *, stream_output: tuple[int, ...], conv: str = "auto",
+                compute_dtype: str = "float32", num_train: int | None = None) -> Traced:
+    """The heads on the frozen streams: fusion width, feature cache, training; returns the fusion head's trace.
+
+    `stream_output` is the shape of a stream's features (both streams share it), `num_train` the
+    heads' training split size when known.
+    """
+    fusion_features = integer(config, key, "fusion_features", 1)
+    mode = one_of(config, key, "feature_cache", FEATURE_CACHE_MODES, f"{key}.feature_cache")
+    number(config, key, "feature_cache_max_gib", 0.0)
+    train_key = _dotted(key, "train")
+    train = section(config, key, "train")
+    check_train(train, train_key, num_train)
+    crop_padding = train.augment.crop_padding
+    if mode == "on" and crop_padding:  # The wording of `feature_cache.check_mode`.
+        fail(_dotted(key, "feature_cache"), mode,
+             f"needs heads trained without crop augmentation, but {train_key}.augment.crop_padding={crop_padding}: "
+             "every random crop is a new input for the streams, so there is nothing to reuse. Set crop_padding=0, "
+             "or feature_cache='auto' (caches only when possible) or 'off'")
+    head = FusionHead(2, features=fusion_features, conv=conv_module(conv), dtype=lookup_compute_dtype(compute_dtype))
+    return trace(head, stream_output, stream_output)
+
+
+def check_sweep(config: Section, key: str = "sweep") -> None:
+    """The blur sweep: sigmas at the `reference_size` scale, regions, evaluation batch size."""
+    sigmas = distinct_tuple(config, key, "sigmas", "finite numbers >= 0 (blur strengths)",
+                            lambda s: _is_number(s) and math.isfinite(s) and s >= 0)
+    if not any(s > 0 for s in sigmas):
+        fail(_dotted(key, "sigmas"), field(config, key, "sigmas"),
+             "needs a sigma > 0: the report compares the models on blurred images")
+    integer(config, key, "reference_size", 1, why="the image size the sigmas are given at")
+    regions = distinct_tuple(config, key, "regions", "region names", lambda r: isinstance(r, str))
+    unknown = sorted(set(regions) - set(SWEEP_REGIONS))
+    if unknown:  # The wording of `evaluate.sweep.run_blur_sweep`.
+        fail(_dotted(key, "regions"), field(config, key, "regions"),
+             f"unknown sweep regions {unknown}; choose from {SWEEP_REGIONS}")
+    integer(config, key, "batch_size", 1)
+
+
+def _feature_map(config: Section, key: str, name: str, traced: Traced) -> None:
+    """`name` must be a spatial feature (batch, height, width, channels) of the traced module."""
+    value = string(config, key, name)
+    try:  # The wording of `evaluate.taps`, which looks the feature up at run time.
+        shape = select_feature(traced.features, value, traced.module)
+    except ValueError as error:
+        fail(_dotted(key, name), value, str(error))
+    if len(shape) != 4:
+        spatial = sorted(n for n, s in traced.features.items() if len(s) == 4)
+        fail(_dotted(key, name), value, f"must be a feature map (batch, height, width, channels), but has shape "
+                                        f"{shape}; {type(traced.module).__name__}'s feature maps are: "
+                                        f"{', '.join(spatial)}")
+
+
+def check_analysis(config: Section, key: str = "analysis", *, stream: Traced, head: Traced) -> None:
+    """The fusion paper's Grad-CAM and PCA figures: layers named on the traced `stream` and fusion `head`."""
+    integer(config, key, "gradcam_images", 1)
+    _feature_map(config, key, "joint_cam_layer", head)
+    _feature_map(config, key, "pca_feature", stream)
+    integer(config, key, "pca_classes", 1)
+    integer(config, key, "pca_images_per_class", 2, why="a class's spread needs two examples")
+    number(config, key, "pca_sigma", 0.0)
+
+
+# --- experiments: the sections each one's config is made of -----------------------------------
+
+
+def check_supervised(config: Section) -> None:
+    """configs/supervised.py: one zoo model trained on one dataset."""
+    check_seed(config)
+    check_compute_dtype(config)
+    data = section(config, "", "data")
+    check_data(data, "data")
+    check_train(section(config, "", "train"), "train", train_examples(data))
+    check_loop(section(config, "", "loop"))
+    check_model(section(config, "", "model"), "model", image_size=data.image_size,
+                compute_dtype=config.compute_dtype)
+
+
+def check_fusion(config: Section) -> None:
+    """configs/fusion.py: two frozen streams, three heads, a blur sweep and the paper's figures."""
+    check_seeds(config)
+    check_compute_dtype(config)
+    data = section(config, "", "data")
+    check_data(data, "data")
+    check_sweep(section(config, "", "sweep"))
+    check_loop(section(config, "", "loop"))
+    streams = section(config, "", "streams")
+    stream = check_streams(streams, image_size=data.image_size, compute_dtype=config.compute_dtype)
+    head = check_heads(section(config, "", "heads"), stream_output=stream.output, conv=streams.conv,
+                       compute_dtype=config.compute_dtype, num_train=train_examples(data))
+    check_analysis(section(config, "", "analysis"), stream=stream, head=head)
+
+
+# One per experiment of `experiments.registry.EXPERIMENTS` (a test keeps the two in step).
+EXPERIMENT_CHECKS: dict[str, Callable[[Section], None]] = {"fusion": check_fusion, "supervised": check_supervised}
+
+
+def check_config(config: Section) -> None:
+    """Checks the whole config of `config.experiment`; raises a `ConfigError` naming the first wrong value.
+
+    Call it first: it reads no data, touches no device and imports nothing heavy.
+    """
+    name = check_experiment(config)
+    if name not in EXPERIMENT_CHECKS:
+        raise NotImplementedError(f"experiment {name!r} has no config checks; add them to "
+                                  "config_checks.EXPERIMENT_CHECKS")
+    EXPERIMENT_CHECKS[name](config)
+
+
+def _batch_sizes(config: Mapping, key: str = "") -> Iterator[tuple[str, Any]]:
+    for name, value in config.items():
+        if isinstance(value, Mapping):
+            yield from _batch_sizes(value, _dotted(key, name))
+        elif name == "batch_size":
+            yield _dotted(key, name), value
+
+
+def check_devices(config: Section, num_devices: int) -> None:
+    """Every global batch size must split evenly over the `num_devices` devices (of all hosts)."""
+    for key, batch_size in _batch_sizes(config.to_dict()):
+        if batch_size % num_devices:
+            fail(key, batch_size, f"must be a multiple of the number of devices ({num_devices}); choose e.g. "
+                                  f"{max(num_devices, batch_size // num_devices * num_devices)}")
