@@ -1,16 +1,21 @@
 """Entry point: `python -m ctxfuse_jax.main --config=configs/fusion.py[:preset] --workdir=DIR`.
 
 Any config value can be overridden on the command line, e.g. `--config.train.batch_size=32`.
+The whole config is checked before anything heavy is imported or any file is written; a user
+error (config, data, weights, workdir, checkpoint) prints one line and exits with status 2
+(`CTXFUSE_TRACEBACK=1` shows its traceback too); a bug keeps its traceback.
 """
 
+import os
+import re
+import signal
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
-from ctxfuse_jax import runtime
-from ctxfuse_jax.experiments.registry import get_experiment
-from ctxfuse_jax.train.loop import Interrupted
+from ctxfuse_jax import config_checks
+from ctxfuse_jax.errors import UserError
 
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/fusion.py or configs/fusion.py:smoke.",
                                 lock_config=True)
@@ -21,20 +26,115 @@ flags.DEFINE_bool("tune_host_memory", True, "XLA:CPU programs scheduled for low 
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
+USER_ERROR_STATUS = 2
+TRACEBACK_VARIABLE = "CTXFUSE_TRACEBACK"
+
+
+class Terminated(Exception):
+    """SIGTERM outside a training loop (which saves and stops by itself): finished work is kept."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
+
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    runtime.setup(FLAGS.distributed, FLAGS.tune_host_memory)
-    config = FLAGS.config
-    experiment = get_experiment(config.experiment)
-    runtime.save_config(config, FLAGS.workdir)
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    config, workdir = FLAGS.config, FLAGS.workdir
     try:
-        experiment(config, FLAGS.workdir)
+        config_checks.check_config(config)
+        _run(config, workdir)
+    except UserError as error:
+        _exit_user_error(error)
+    except (Terminated, KeyboardInterrupt) as stop:
+        _exit_interrupted(workdir, signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)
+
+
+def _run(config, workdir: str) -> None:
+    """Devices, inputs and the workdir are checked before TensorFlow is imported: a refused run is quick."""
+    import jax
+
+    from ctxfuse_jax import provenance, runtime
+    from ctxfuse_jax import workdir as workdirs
+
+    runtime.setup_jax(FLAGS.distributed, FLAGS.tune_host_memory)
+    config_checks.check_devices(config, jax.device_count())
+    workdirs.claim(workdir, config, provenance.input_digests(config), write=jax.process_index() == 0)
+    runtime.setup_input_pipeline()
+    _run_experiment(config, workdir)
+
+
+def _run_experiment(config, workdir: str) -> None:
+    from ctxfuse_jax.experiments.registry import get_experiment
+    from ctxfuse_jax.train.loop import Interrupted
+
+    try:
+        get_experiment(config.experiment)(config, workdir)
     except Interrupted as stop:
-        logging.warning("%s", stop)
+        print(stop, file=sys.stderr, flush=True)
         sys.exit(stop.exit_code)
 
 
+def _exit_user_error(error: UserError) -> None:
+    if os.environ.get(TRACEBACK_VARIABLE):
+        raise error
+    print(f"error: {error}", file=sys.stderr, flush=True)
+    sys.exit(USER_ERROR_STATUS)
+
+
+def _exit_interrupted(workdir: str, signum: int) -> None:
+    """Says what a signal outside training leaves behind: every finished stage, and how to go on."""
+    from ctxfuse_jax.workdir import finished_stages
+
+    done = finished_stages(workdir)
+    saved = f"finished stages kept: {', '.join(done)}" if done else "no stage had finished"
+    print(f"interrupted by {signal.Signals(signum).name} outside training; {saved} (in {workdir}). "
+          "Run the same command again to resume.", file=sys.stderr, flush=True)
+    sys.exit(128 + signum)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's parsing, with a bad command line or config file told in one line (status 2)."""
+    try:
+        remaining = FLAGS(argv)
+        if FLAGS.config is not None:
+            FLAGS.config.keys()  # A config file that failed to load only says so when first read.
+        return remaining
+    except flags.Error as error:
+        message = _last_line(str(error))
+    except OSError as error:
+        last = str(error).strip().splitlines()[-1].strip()
+        message = f"--config={FLAGS['config'].config_filename}: {last}; the configs are in configs/ (e.g. configs/fusion.py)"
+    except AttributeError as error:  # ml_collections: an override names a key the config lacks.
+        message = _unknown_key_message(error, argv[1:])
+    if os.environ.get(TRACEBACK_VARIABLE):
+        raise
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(USER_ERROR_STATUS)
+
+
+def _last_line(message: str) -> str:
+    """A config file's own error is the last line of the traceback ml_collections embeds."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return message.strip()
+    flag = lines[0].split(": Error whilst parsing config file")[0].removeprefix("flag ")
+    return f"{flag}: {lines[-1]}"
+
+
+def _unknown_key_message(error: AttributeError, args: list[str]) -> str:
+    """Names the override that failed; ml_collections' own message holds the key and a suggestion."""
+    detail = str(error)
+    missing = re.search(r"'(\w+)", detail)
+    suggestion = re.search(r'Did you mean "(\w+)"', detail)
+    hint = f" Did you mean {suggestion.group(1)!r}?" if suggestion else ""
+    for arg in args:
+        name = arg.split("=", 1)[0].removeprefix("--")
+        if missing and name.startswith("config.") and missing.group(1) in name.split("."):
+            return f"--{name}: the config has no key {name.removeprefix('config.')!r}.{hint}"
+    return f"unknown config key in the overrides: {detail}"
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)
