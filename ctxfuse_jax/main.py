@@ -30,26 +30,33 @@ USER_ERROR_STATUS = 2
 TRACEBACK_VARIABLE = "CTXFUSE_TRACEBACK"
 
 
-class Terminated(Exception):
-    """SIGTERM outside a training loop (which saves and stops by itself): finished work is kept."""
+def _exit_on_sigterm(workdir: str) -> None:
+    """SIGTERM outside a training loop (which saves and stops by itself) ends the process at once,
+    after saying what is kept. Exiting in the handler, not raising from it: an exception raised
+    there can land in a garbage-collector callback, which swallows it, and the run goes on.
+    Every file a run writes outside the loop is written atomically, so stopping anywhere is safe."""
 
+    def handler(signum, frame):
+        sys.stdout.flush()
+        print(_interrupted_message(workdir, signum), file=sys.stderr, flush=True)
+        os._exit(128 + signum)
 
-def _raise_terminated(signum, frame):
-    raise Terminated
+    signal.signal(signal.SIGTERM, handler)
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    signal.signal(signal.SIGTERM, _raise_terminated)
     config, workdir = FLAGS.config, FLAGS.workdir
+    _exit_on_sigterm(workdir)
     try:
         config_checks.check_config(config)
         _run(config, workdir)
     except UserError as error:
         _exit_user_error(error)
-    except (Terminated, KeyboardInterrupt) as stop:
-        _exit_interrupted(workdir, signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)
+    except KeyboardInterrupt:
+        print(_interrupted_message(workdir, signal.SIGINT), file=sys.stderr, flush=True)
+        sys.exit(128 + signal.SIGINT)
 
 
 def _run(config, workdir: str) -> None:
@@ -84,15 +91,14 @@ def _exit_user_error(error: UserError) -> None:
     sys.exit(USER_ERROR_STATUS)
 
 
-def _exit_interrupted(workdir: str, signum: int) -> None:
-    """Says what a signal outside training leaves behind: every finished stage, and how to go on."""
+def _interrupted_message(workdir: str, signum: int) -> str:
+    """What a signal outside training leaves behind: every finished stage, and how to go on."""
     from ctxfuse_jax.workdir import finished_stages
 
-    done = finished_stages(workdir)
+    done = finished_stages(workdir) if os.path.isdir(workdir) else []
     saved = f"finished stages kept: {', '.join(done)}" if done else "no stage had finished"
-    print(f"interrupted by {signal.Signals(signum).name} outside training; {saved} (in {workdir}). "
-          "Run the same command again to resume.", file=sys.stderr, flush=True)
-    sys.exit(128 + signum)
+    return (f"interrupted by {signal.Signals(signum).name} outside training; {saved} (in {workdir}). "
+            "Run the same command again to resume.")
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
