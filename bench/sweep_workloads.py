@@ -67,7 +67,7 @@ def fusion_job(sweep_jit: str, compile_stages: bool, preset: str = "default") ->
     stand_in = _untrained(compiled if compile_stages else None)
     with tempfile.TemporaryDirectory() as workdir, mock.patch.object(fusion, "run_stage", stand_in):
         streams = {role: fusion.stream_variables(config, role, 0, workdir, mesh)[0] for role in fusion.ROLES}
-        heads = {m: fusion.train_head(config, m, data, streams, 0, workdir, mesh)[0] for m in fusion.MODELS}
+        heads = {m: fusion.train_head(config, m, data, streams, 0, workdir, mesh, {})[0] for m in fusion.MODELS}
     stages = Parts({f"{STAGE}{name} compile s": events.seconds for name, events in compiled.items()})
 
     def step() -> Parts:

@@ -394,7 +394,7 @@ def check_heads(config: Section, key: str = "heads", *, stream_output: tuple[int
     train = section(config, key, "train")
     check_train(train, train_key, num_train)
     crop_padding = train.augment.crop_padding
-    if mode == "on" and crop_padding:  # The wording of `feature_cache.check_mode`.
+    if mode == "on" and crop_padding:  # `feature_cache.use_cache` relies on this check.
         fail(_dotted(key, "feature_cache"), mode,
              f"needs heads trained without crop augmentation, but {train_key}.augment.crop_padding={crop_padding}: "
              "every random crop is a new input for the streams, so there is nothing to reuse. Set crop_padding=0, "

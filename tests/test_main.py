@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+from ctxfuse_jax import provenance
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -46,4 +48,6 @@ def test_supervised_smoke_run_writes_checkpoints_metrics_and_results(tmp_path):
     assert "[classifier] already complete at step 7: skipping" in again.stdout
     assert "Traceback" not in again.stderr and "Event loop is closed" not in again.stderr
     assert (run / "results.json").read_bytes() == before
-    assert results["fingerprint"]["experiment"] == "supervised" and results["fingerprint"]["inputs"] == {}
+    # The fingerprint is the hash of the config recorded beside it, and no input files.
+    assert results["fingerprint"] == {"experiment": "supervised", "config_sha256": provenance.sha256_of(config),
+                                      "inputs": {}}

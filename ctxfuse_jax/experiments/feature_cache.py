@@ -28,7 +28,6 @@ from ctxfuse_jax.data.pipeline import ArraySplit, to_unit_float
 from ctxfuse_jax.data.sources import Labelled
 from ctxfuse_jax.evaluate.scoring import per_example_outputs
 from ctxfuse_jax.experiments.classification import Inputs
-from ctxfuse_jax.experiments.feature_cache_modes import MODES
 from ctxfuse_jax.train import sharding
 from ctxfuse_jax.train.state import Variables
 
@@ -44,23 +43,12 @@ def mirror_field(role: str) -> str:
     return f"{role}_mirror"
 
 
-def check_mode(heads_config: ml_collections.ConfigDict) -> None:
-    """Fails at once on an unknown `feature_cache`, or on 'on' where augmentation makes caching pointless."""
-    mode = heads_config.feature_cache
-    if mode not in MODES:
-        raise ValueError(f"unknown heads.feature_cache {mode!r}; choose one of {MODES}")
-    crop_padding = heads_config.train.augment.crop_padding
-    if mode == "on" and crop_padding:
-        raise ValueError(f"heads.feature_cache='on' needs heads trained without crop augmentation, but "
-                         f"heads.train.augment.crop_padding={crop_padding}: every random crop is a new input "
-                         "for the streams, so there is nothing to reuse. Set crop_padding=0, or "
-                         "feature_cache='auto' (caches only when possible) or 'off'.")
-
-
 def use_cache(heads_config: ml_collections.ConfigDict, feature: jax.ShapeDtypeStruct, num_train: int,
               num_test: int, num_streams: int) -> bool:
-    """Whether the heads train from cached stream features (`feature`: one image's); prints why."""
-    check_mode(heads_config)
+    """Whether the heads train from cached stream features (`feature`: one image's); prints why.
+
+    `heads_config` is checked (`config_checks.check_heads`): a known mode, and no 'on' under crops.
+    """
     mode, augment = heads_config.feature_cache, heads_config.train.augment
     views = 2 if augment.flip else 1
     size = num_streams * (num_train * views + num_test) * math.prod(feature.shape[1:]) * feature.dtype.itemsize

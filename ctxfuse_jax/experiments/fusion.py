@@ -115,7 +115,7 @@ def stream_variables(config, role: str, seed: int, seed_dir: str, mesh) -> tuple
     return restrict_variables(variables, stream), result.metrics
 
 
-def train_head(config, model: str, data: Labelled, streams: dict, seed: int, seed_dir: str, mesh,
+def train_head(config, model: str, data: Labelled, streams: dict, seed: int, seed_dir: str, mesh, input_files: dict,
                features: StreamFeatures | None = None) -> tuple[dict, dict]:
     """Trains one classifier's head on its frozen streams; returns the head's variables and metrics.
 
@@ -146,7 +146,7 @@ def train_head(config, model: str, data: Labelled, streams: dict, seed: int, see
         fingerprint={"model": model, "streams": config.streams.to_dict(), "data": config.data.to_dict(),
                      "fusion_features": config.heads.fusion_features, "compute_dtype": config.compute_dtype,
                      "stream_features": "recomputed" if features is None else "cached",
-                     "inputs": provenance.input_digests(config)})
+                     "inputs": input_files})
     result = run_stage(stage, seed_dir, mesh, LoopOptions(**config.loop))
     player = jax.device_get(result.state.players["head"])
     return {"params": player.params, "batch_stats": player.batch_stats}, result.metrics
@@ -180,7 +180,9 @@ def sweep_accuracy(config, data: Labelled, streams: dict, heads: dict, mesh) -> 
             for region, by_model in correct.items()}
 
 
-def run_seed(config, data: Labelled, seed: int, seed_dir: str, mesh, cache_features: bool) -> SeedResult:
+def run_seed(config, data: Labelled, seed: int, seed_dir: str, mesh, cache_features: bool,
+             input_files: dict) -> SeedResult:
+    """One seed's streams, heads and sweep; `input_files` by content (`provenance.input_digests`)."""
     streams, metrics = {}, {}
     for role in ROLES:
         streams[role], metrics[f"pretrain_{role}"] = stream_variables(config, role, seed, seed_dir, mesh)
@@ -191,7 +193,7 @@ def run_seed(config, data: Labelled, seed: int, seed_dir: str, mesh, cache_featu
     heads = {}
     for model in MODELS:
         heads[model], metrics[f"head_{model.lower()}"] = train_head(config, model, data, streams, seed,
-                                                                    seed_dir, mesh, features)
+                                                                    seed_dir, mesh, input_files, features)
     return SeedResult(streams, heads, metrics, sweep_accuracy(config, data, streams, heads, mesh))
 
 
@@ -233,17 +235,15 @@ def write_outputs(config, data: Labelled, results: dict[int, SeedResult], workdi
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """The experiment for a config that passed `config_checks.check_config` (as the CLI does first)."""
     start = time.monotonic()
     mesh = sharding.make_mesh()
-    compute_dtype(config.compute_dtype)  # A bad name fails before data loads.
-    for batch_size in (config.heads.train.batch_size, config.sweep.batch_size,
-                       *(config.streams[r].train.batch_size for r in ROLES)):
-        sharding.check_batch_size(batch_size, mesh)
-    feature_cache.check_mode(config.heads)
     data = load_labelled(config.data)
     cache_features = feature_cache.use_cache(config.heads, stream_feature(config, data.train.arrays["image"].shape[1:]),
                                              len(data.train), len(data.test), len(ROLES))
-    results = {seed: run_seed(config, data, seed, os.path.join(workdir, f"seed_{seed}"), mesh, cache_features)
+    input_files = provenance.input_digests(config)
+    results = {seed: run_seed(config, data, seed, os.path.join(workdir, f"seed_{seed}"), mesh, cache_features,
+                              input_files)
                for seed in config.seeds}
     if jax.process_index() == 0:
         write_outputs(config, data, results, workdir, time.monotonic() - start)

@@ -29,9 +29,8 @@ def classifier_module(config: ml_collections.ConfigDict, num_classes: int) -> nn
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """The experiment for a config that passed `config_checks.check_config` (as the CLI does first)."""
     mesh = sharding.make_mesh()
-    sharding.check_batch_size(config.train.batch_size, mesh)
-    classifier_module(config, num_classes=1)  # Bad names fail before data loads.
     data = load_labelled(config.data)
     model = classifier_module(config, data.num_classes)
     specs = {"classifier": PlayerSpec(model, optimizer_for(config.train, len(data.train)))}
