@@ -27,17 +27,6 @@ def data_sharded(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
-def check_batch_size(global_batch_size: int, mesh: Mesh) -> int:
-    """Returns the per-host batch size; the global one must split evenly over devices and hosts."""
-    num_devices = mesh.devices.size
-    if global_batch_size <= 0 or global_batch_size % num_devices:
-        raise ValueError(
-            f"batch size {global_batch_size} must be a positive multiple of the number of devices "
-            f"({num_devices}); choose e.g. {max(num_devices, global_batch_size // num_devices * num_devices)}"
-        )
-    return global_batch_size // jax.process_count()
-
-
 def put_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
     """Turns this host's slice of a batch into global arrays sharded over the data axis."""
     sharding = data_sharded(mesh)
