@@ -73,8 +73,12 @@ def tile_box(image: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     return out
 
 
-def _donors(variant: str, labels: np.ndarray, num_classes: int, seed: int) -> np.ndarray:
-    """For each image, the index of the image whose background it gets."""
+MIXED = ("mixed_same", "mixed_rand", "mixed_next")
+
+
+def donor_indices(variant: str, labels: ArrayLike, num_classes: int, seed: int) -> np.ndarray:
+    """For each image, the index of the other image whose only_bg_t a `mixed_*` variant pastes it on."""
+    labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     wanted = {
         "mixed_same": lambda label: labels == label,
@@ -88,6 +92,13 @@ def _donors(variant: str, labels: np.ndarray, num_classes: int, seed: int) -> np
             raise ValueError(f"{variant}: no other image to take a background from for image {i}")
         donors.append(rng.choice(candidates))
     return np.asarray(donors, np.int64)
+
+
+def tiled_backgrounds(images: ArrayLike, boxes: ArrayLike) -> np.ndarray:
+    """only_bg_t of every image of an NHWC pool, in the pool's dtype: the bank mixed_* paste onto."""
+    images = np.asarray(images)
+    bounds = _bounds(np.asarray(boxes, np.float32), *images.shape[1:3])
+    return np.stack([tile_box(image, b) for image, b in zip(images, bounds, strict=True)])
 
 
 def background_variant(
@@ -113,13 +124,10 @@ def background_variant(
     labels = np.asarray(labels)
     height, width = images.shape[1:3]
     boxes = np.asarray(boxes, np.float32)
-    bounds = _bounds(boxes, height, width)
+    _bounds(boxes, height, width)  # an empty or outside box raises before any variant is built
     if masks is None:
         masks = regions.box_mask(boxes, height, width)
     foreground = np.asarray(masks) > 0.5
-
-    def tiled(pool: np.ndarray) -> np.ndarray:
-        return np.stack([tile_box(image, b) for image, b in zip(pool, bounds, strict=True)])
 
     def blacked_box(pool: np.ndarray) -> np.ndarray:
         return np.where(np.asarray(regions.box_mask(boxes, height, width)), 0.0, pool)
@@ -128,10 +136,10 @@ def background_variant(
         "only_fg": lambda pool: np.where(foreground, pool, 0.0),
         "no_fg": lambda pool: np.where(foreground, 0.0, pool),
         "only_bg_b": blacked_box,
-        "only_bg_t": tiled,
+        "only_bg_t": lambda pool: tiled_backgrounds(pool, boxes),
     }
     if variant in simple:
         return simple[variant](images).astype(np.float32)
     classes = int(labels.max()) + 1 if num_classes is None else num_classes
-    donors = _donors(variant, labels, classes, seed)
-    return np.where(foreground, images, tiled(images)[donors]).astype(np.float32)
+    donors = donor_indices(variant, labels, classes, seed)
+    return np.where(foreground, images, tiled_backgrounds(images, boxes)[donors]).astype(np.float32)

@@ -1,0 +1,132 @@
+"""The evaluator of conditions: any classifiers x named conditions -> per-example predictions.
+
+One jitted step takes (players, batch, bank, family, level, batch number): the family and level
+are traced, so one compiled program scores every condition of every family, and all the models a
+`logits_fn` returns share each transformed batch. Predictions stay per example, so any test subset
+(All, Dissimilar, one class) and any measure (accuracy, which class a mixed image follows, the
+backgrounds challenge) is computed afterwards on the host; `long_table` turns them into rows
+(model, condition, level, test set, metric, value) that reports and figures read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ctxfuse_jax.data.pipeline import ArraySplit, eval_batches, to_unit_float
+from ctxfuse_jax.evaluate.conditions import Family, build_bank
+from ctxfuse_jax.train import losses, sharding
+from ctxfuse_jax.train.forward import Forward
+from ctxfuse_jax.train.state import Player, PlayerSpec
+
+# (forward, images) -> {model: logits}: several models may share one pass (fusion's streams).
+LogitsFn = Callable[[Forward, jax.Array], Mapping[str, jax.Array]]
+
+
+@dataclasses.dataclass(frozen=True)
+class ConditionScores:
+    """Per-example predictions of each model under each (condition, level), in split order."""
+
+    conditions: tuple[tuple[str, str], ...]  # row i of every array is conditions[i]
+    labels: np.ndarray  # (N,)
+    predictions: dict[str, np.ndarray]  # model -> int32 (num_conditions, N)
+    entropy: dict[str, np.ndarray]  # model -> float32 (num_conditions, N), nats
+
+    def rows_of(self, condition: str) -> np.ndarray:
+        """Indices of the rows of one condition family, in level order."""
+        rows = [i for i, (name, _) in enumerate(self.conditions) if name == condition]
+        if not rows:
+            raise KeyError(f"no condition {condition!r}; scored: {sorted({n for n, _ in self.conditions})}")
+        return np.asarray(rows)
+
+    def levels_of(self, condition: str) -> list[str]:
+        return [self.conditions[i][1] for i in self.rows_of(condition)]
+
+    def correct(self, model: str, condition: str) -> np.ndarray:
+        """Bool (num_levels, N): was each example classified as its label under each level."""
+        return self.predictions[model][self.rows_of(condition)] == self.labels[None]
+
+
+def make_condition_step(specs: Mapping[str, PlayerSpec], logits_fn: LogitsFn, families: Sequence[Family],
+                        class_map: np.ndarray | None = None):
+    """`step(players, batch, bank, family, level, key) -> {model: {prediction, entropy}}`, jitted.
+
+    `class_map` (source class -> target class, -1 for none) scores e.g. 1000-class ImageNet
+    models on 9 classes: the arg-max over source classes is mapped, unmapped ones count as wrong.
+    """
+    transforms = [family.transform for family in families]
+    mapping = None if class_map is None else jnp.asarray(class_map, jnp.int32)
+
+    def step(players, batch, bank, family, level, key):
+        images = to_unit_float(batch["image"])
+        images = jax.lax.switch(family, transforms, images, batch, bank, level, key)
+        outputs = {}
+        for model, logits in logits_fn(Forward(specs, players), images).items():
+            prediction = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+            if mapping is not None:
+                prediction = mapping[prediction]
+            outputs[model] = {"prediction": prediction, "entropy": losses.entropy(logits)}
+        return outputs
+
+    return jax.jit(step)
+
+
+def evaluate_conditions(step, players: Mapping[str, Player], split: ArraySplit, families: Sequence[Family],
+                        global_batch_size: int, mesh: jax.sharding.Mesh, *, num_classes: int,
+                        seed: int = 0) -> ConditionScores:
+    """Scores every example of `split` exactly once under every level of every family.
+
+    `seed` draws the mixed_* donors and keys random degradations (noise, motion angles), so the
+    same seed shows every model the same images.
+    """
+    arrays = {**split.arrays, "index": np.arange(len(split), dtype=np.int32)}
+    bank_keys = set().union(*(family.bank_keys for family in families))
+    bank = sharding.put_replicated(build_bank(split.arrays, bank_keys, num_classes, seed), mesh)
+    batches = [sharding.put_batch(b, mesh) for b in eval_batches(ArraySplit(arrays), global_batch_size)]
+    valid = np.concatenate([sharding.to_host(b["valid"]) for b in batches])
+    players = sharding.put_replicated(dict(players), mesh)
+    root = jax.random.PRNGKey(seed)
+    conditions, predictions, entropy = [], {}, {}
+    for family_index, family in enumerate(families):
+        for level_index, level in enumerate(family.levels):
+            outs = []
+            for batch_index, batch in enumerate(batches):
+                key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(root, family_index), level_index),
+                                         batch_index)
+                outs.append(step(players, batch, bank, jnp.int32(family_index), jnp.int32(level_index), key))
+            conditions.append((family.name, level))
+            for model in outs[0]:
+                for name, store in (("prediction", predictions), ("entropy", entropy)):
+                    values = np.concatenate([sharding.to_host(o[model][name]) for o in outs])[valid]
+                    store.setdefault(model, []).append(values)
+    return ConditionScores(tuple(conditions), np.asarray(split.arrays["label"]),
+                           {m: np.stack(v) for m, v in predictions.items()},
+                           {m: np.stack(v).astype(np.float32) for m, v in entropy.items()})
+
+
+def long_table(scores: ConditionScores, subsets: Mapping[str, np.ndarray],
+               **keys: Any) -> list[dict[str, Any]]:
+    """One row per (model, condition, level, test set, metric): accuracy and mean entropy.
+
+    `subsets` are boolean masks over the split (e.g. `test_sets.masks`); `keys` (e.g. seed=0)
+    prefix every row.
+    """
+    rows = []
+    for model, predictions in scores.predictions.items():
+        correct = predictions == scores.labels[None]
+        for i, (condition, level) in enumerate(scores.conditions):
+            for test_set, member in subsets.items():
+                for metric, values in (("accuracy", correct[i]), ("entropy", scores.entropy[model][i])):
+                    rows.append({**keys, "model": model, "condition": condition, "level": level,
+                                 "test_set": test_set, "metric": metric, "value": float(values[member].mean())})
+    return rows
+
+
+def frozen_players(variables: Mapping[str, Mapping[str, Any]]) -> dict[str, Player]:
+    """Trained variables as inference-only players (no optimizer state)."""
+    return {name: Player(v["params"], v.get("batch_stats", {}), None) for name, v in variables.items()}
