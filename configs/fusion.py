@@ -20,6 +20,11 @@ PRESETS = ("default", "smoke", "coco")
 # (256 channels, 1/16 resolution) keeps object- and scene-specific features at a spatial size the
 # two fusion convolutions can still work on.
 CUT = "layer3"
+SIGMAS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0)
+
+
+def blur(sigmas, region: str) -> dict:
+    return dict(kind="gaussian_blur", sigmas=sigmas, reference_size=224, region=region)
 
 
 def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
@@ -46,10 +51,11 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
         fusion_features=64, feature_cache="auto", feature_cache_max_gib=4.0,
         train=defaults.train(num_epochs=8, batch_size=64, learning_rate=0.05, crop_padding=0),
     ))
-    # Sigmas at the paper's 224 px scale (its Figure 5 sweep); scaled to the actual image size.
-    config.sweep = ml_collections.ConfigDict(dict(
-        sigmas=(0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0), reference_size=224,
-        regions=("foreground", "all"), batch_size=128))
+    # The evaluator's conditions by name (evaluate/conditions.py): Gaussian blur of the object only
+    # and of the whole image, sigmas at the paper's 224 px scale (its Figure 5 sweep), scaled to the
+    # actual image size. `seed` keys any random condition; blur has none.
+    config.eval = ml_collections.ConfigDict(dict(batch_size=128, seed=0, conditions=dict(
+        blur_foreground=blur(SIGMAS, "foreground"), blur_all=blur(SIGMAS, "all"))))
     # Figures 2 and 4: Grad-CAM on each classifier's last conv layer; PCA of the last BN kept in a stream.
     config.analysis = ml_collections.ConfigDict(dict(
         gradcam_images=6, joint_cam_layer="fuse_relu2", pca_feature="layer3_1/bn2", pca_classes=4,
@@ -67,8 +73,9 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
         config.heads.fusion_features = 16
         config.heads.train.update(num_epochs=1, batch_size=32)
         config.heads.train.optimizer.warmup_epochs = 0.0
-        config.sweep.sigmas = (0.0, 6.0, 12.0)
-        config.sweep.batch_size = 64
+        for condition in config.eval.conditions.values():
+            condition.sigmas = (0.0, 6.0, 12.0)
+        config.eval.batch_size = 64
         config.loop.log_every = 2
     elif preset == "coco":
         config.data = defaults.coco_data(image_size=224)
@@ -77,5 +84,5 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
         config.streams.bg.weights = "resnet18_places365.npz"
         config.heads.fusion_features = 256
         config.heads.train = defaults.train(num_epochs=20, batch_size=64, learning_rate=0.01, crop_padding=0)
-        config.sweep.batch_size = 64
+        config.eval.batch_size = 64
     return config

@@ -26,7 +26,10 @@ import ml_collections
 
 from ctxfuse_jax.data.embedded import choices as embedded_choices
 from ctxfuse_jax.errors import ConfigError
-from ctxfuse_jax.evaluate.sweep_regions import REGIONS as SWEEP_REGIONS
+from ctxfuse_jax.degrade import backgrounds as degrade_backgrounds
+from ctxfuse_jax.degrade import presets as degrade_presets
+from ctxfuse_jax.degrade import regions as degrade_regions
+from ctxfuse_jax.evaluate import conditions as conditions_lib
 from ctxfuse_jax.evaluate.taps import select_feature
 from ctxfuse_jax.experiments import registry as experiments
 from ctxfuse_jax.experiments.feature_cache_modes import MODES as FEATURE_CACHE_MODES
@@ -403,20 +406,80 @@ def check_heads(config: Section, key: str = "heads", *, stream_output: tuple[int
     return trace(head, stream_output, stream_output)
 
 
-def check_sweep(config: Section, key: str = "sweep") -> None:
-    """The blur sweep: sigmas at the `reference_size` scale, regions, evaluation batch size."""
-    sigmas = distinct_tuple(config, key, "sigmas", "finite numbers >= 0 (blur strengths)",
-                            lambda s: _is_number(s) and math.isfinite(s) and s >= 0)
-    if not any(s > 0 for s in sigmas):
-        fail(_dotted(key, "sigmas"), field(config, key, "sigmas"),
-             "needs a sigma > 0: the report compares the models on blurred images")
-    integer(config, key, "reference_size", 1, why="the image size the sigmas are given at")
-    regions = distinct_tuple(config, key, "regions", "region names", lambda r: isinstance(r, str))
-    unknown = sorted(set(regions) - set(SWEEP_REGIONS))
-    if unknown:  # The wording of `evaluate.sweep.run_blur_sweep`.
-        fail(_dotted(key, "regions"), field(config, key, "regions"),
-             f"unknown sweep regions {unknown}; choose from {SWEEP_REGIONS}")
+CONDITION_FIELDS = {  # kind -> (required, optional) fields of one `eval.conditions` entry
+    "gaussian_blur": (("sigmas", "reference_size", "region"), ()),
+    "preset": (("preset", "region"), ("levels",)),
+    "variant": (("variants",), ()),
+    "composite": (("num_backgrounds",), ()),
+}
+
+
+def _check_condition(config: Section, key: str) -> None:
+    """One named condition family of the evaluator (`evaluate.conditions`), by its kind."""
+    kind = one_of(config, key, "kind", tuple(CONDITION_FIELDS), "condition kind")
+    required, optional = CONDITION_FIELDS[kind]
+    extra = sorted(set(config) - {"kind", *required, *optional})
+    if extra:
+        fail(_dotted(key, extra[0]), config[extra[0]], f"is not a field of a {kind!r} condition; its fields are "
+                                                       f"{('kind', *required, *optional)}")
+    if "region" in required:
+        one_of(config, key, "region", degrade_regions.REGIONS, "region")
+    if kind == "gaussian_blur":
+        distinct_tuple(config, key, "sigmas", "finite numbers >= 0 (blur strengths)",
+                       lambda s: _is_number(s) and math.isfinite(s) and s >= 0)
+        integer(config, key, "reference_size", 1, why="the image size the sigmas are given at")
+    elif kind == "preset":
+        preset = registered(config, key, "preset", _preset)
+        if config.get("levels"):
+            distinct_tuple(config, key, "levels", f"levels of {preset.name} {preset.labels}",
+                           lambda level: level in preset.labels)
+        host = [label for label in (config.get("levels") or preset.labels)
+                if not conditions_lib.runs_on_device(preset[label])]
+        if host:
+            fail(_dotted(key, "preset"), preset.name, f"levels {host} run on the host (JPEG); the evaluator "
+                                                      "transforms batches on device: choose a blur or noise preset")
+    elif kind == "variant":
+        distinct_tuple(config, key, "variants", f"background variants {degrade_backgrounds.VARIANTS}",
+                       lambda v: v in degrade_backgrounds.VARIANTS)
+    else:
+        integer(config, key, "num_backgrounds", 0, why="backgrounds of the bank each foreground is pasted on; 0: all")
+
+
+def _preset(name: str) -> Any:
+    try:
+        return degrade_presets.get_preset(name)
+    except KeyError as error:
+        raise ValueError(error.args[0]) from None
+
+
+def check_eval(config: Section, key: str = "eval") -> Section:
+    """The evaluator: batch size, the seed of its random draws, and the named conditions."""
     integer(config, key, "batch_size", 1)
+    integer(config, key, "seed", 0, SEED_LIMIT - 1)
+    conditions = section(config, key, "conditions")
+    if not conditions:
+        fail(_dotted(key, "conditions"), conditions.to_dict(), "needs at least one named condition")
+    for name in conditions:
+        _check_condition(section(conditions, _dotted(key, "conditions"), name), _dotted(key, f"conditions.{name}"))
+    return conditions
+
+
+def check_fusion_conditions(config: Section, key: str = "eval") -> None:
+    """Fusion's report compares blur curves: Gaussian blur only, one sigma list, sharp and blurred."""
+    for name, condition in section(config, key, "conditions").items():
+        if isinstance(condition, ml_collections.ConfigDict) and condition.get("kind") != "gaussian_blur":
+            fail(_dotted(key, f"conditions.{name}.kind"), condition.get("kind"),
+                 "fusion compares blur curves: use 'gaussian_blur'")
+    sigmas = None
+    for name, condition in check_eval(config, key).items():
+        where = _dotted(key, f"conditions.{name}")
+        if 0 not in condition.sigmas or not any(s > 0 for s in condition.sigmas):
+            fail(_dotted(where, "sigmas"), condition.sigmas, "needs sigma 0 and a sigma > 0: the report compares "
+                                                             "blurred with sharp accuracy")
+        if sigmas is not None and tuple(condition.sigmas) != sigmas:
+            fail(_dotted(where, "sigmas"), condition.sigmas, f"must equal the other conditions' sigmas {sigmas} "
+                                                             "(one figure shows them side by side)")
+        sigmas = tuple(condition.sigmas)
 
 
 def _feature_map(config: Section, key: str, name: str, traced: Traced) -> None:
@@ -459,12 +522,12 @@ def check_supervised(config: Section) -> None:
 
 
 def check_fusion(config: Section) -> None:
-    """configs/fusion.py: two frozen streams, three heads, a blur sweep and the paper's figures."""
+    """configs/fusion.py: two frozen streams, four heads, blur conditions and the paper's figures."""
     check_seeds(config)
     check_compute_dtype(config)
     data = section(config, "", "data")
     check_data(data, "data")
-    check_sweep(section(config, "", "sweep"))
+    check_fusion_conditions(section(config, "", "eval"))
     check_loop(section(config, "", "loop"))
     streams = section(config, "", "streams")
     stream = check_streams(streams, image_size=data.image_size, compute_dtype=config.compute_dtype)

@@ -70,8 +70,8 @@ def test_the_coco_preset_names_the_weights_it_lacks(tmp_path, monkeypatch):
 # (config file, preset, overrides, text the message must contain; None: "config.<key>=<value!r>" of the
 # only override). The issue's cases come first.
 BAD = [
-    ("fusion", None, {"sweep.sigmas": (-6, 0, 6)}, None),
-    ("fusion", None, {"sweep.reference_size": 0}, None),
+    ("fusion", None, {"eval.conditions.blur_all.sigmas": (-6, 0, 6)}, None),
+    ("fusion", None, {"eval.conditions.blur_all.reference_size": 0}, None),
     ("supervised", None, {"train.label_smoothing": 5.0}, None),
     ("supervised", None, {"model.width": 0.0}, None),
     ("supervised", None, {"model.width": 0.01}, "config.model.width=0.01: width 0.01 gives ResNet's 64-channel "
@@ -130,13 +130,21 @@ BAD = [
     # loop
     ("supervised", None, {"loop.eval_every": -1}, "must be an integer >= 0 (0 evaluates only at the end)"),
     ("supervised", None, {"loop": DELETE}, "config.loop is missing"),
-    # fusion: sweep
-    ("fusion", None, {"sweep.sigmas": (0.0,)}, "needs a sigma > 0"),
-    ("fusion", None, {"sweep.sigmas": (0.0, math.nan)}, "nan is not one"),
-    ("fusion", None, {"sweep.sigmas": (2.0, 2.0)}, "2.0 is given twice"),
-    ("fusion", None, {"sweep.regions": ("sky",)}, "unknown sweep regions ['sky']; choose from ('foreground', 'all')"),
-    ("fusion", None, {"sweep.regions": ()}, None),
-    ("fusion", None, {"sweep.batch_size": 0}, None),
+    # fusion: the evaluator's conditions
+    ("fusion", None, {"eval.conditions.blur_all.sigmas": (0.0,)}, "needs sigma 0 and a sigma > 0"),
+    ("fusion", None, {"eval.conditions.blur_all.sigmas": (1.0, 4.0)}, "needs sigma 0 and a sigma > 0"),
+    ("fusion", None, {"eval.conditions.blur_all.sigmas": (0.0, math.nan)}, "nan is not one"),
+    ("fusion", None, {"eval.conditions.blur_all.sigmas": (2.0, 2.0)}, "2.0 is given twice"),
+    ("fusion", None, {"eval.conditions.blur_all.sigmas": (0.0, 2.0)},
+     "config.eval.conditions.blur_foreground.sigmas=(0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0): must equal the "
+     "other conditions' sigmas (0.0, 2.0)"),
+    ("fusion", None, {"eval.conditions.blur_all.region": "sky"},
+     "unknown region 'sky'; choose one of ('all', 'foreground', 'background')"),
+    ("fusion", None, {"eval.conditions.blur_all.kind": "variant"}, "fusion compares blur curves"),
+    ("fusion", None, {"eval.conditions.blur_all.kind": "fog"}, "config.eval.conditions.blur_all.kind='fog': fusion"),
+    ("fusion", None, {"eval.conditions.blur_all.radius": 3}, "is not a field of a 'gaussian_blur' condition"),
+    ("fusion", None, {"eval.batch_size": 0}, None),
+    ("fusion", None, {"eval.seed": -1}, None),
     # fusion: heads
     ("fusion", None, {"heads.feature_cache": "maybe"}, "unknown heads.feature_cache 'maybe'; choose one of "
                                                        "('auto', 'on', 'off')"),
@@ -208,8 +216,8 @@ def test_check_devices_wants_every_batch_size_split_evenly():
     config = _config("fusion", "smoke")
     check_devices(config, 1)
     check_devices(config, 32)  # every batch size of the smoke preset is a multiple of 32
-    config.sweep.batch_size = 48
-    with pytest.raises(ConfigError, match=r"config.sweep.batch_size=48: must be a multiple of the number of "
+    config.eval.batch_size = 48
+    with pytest.raises(ConfigError, match=r"config.eval.batch_size=48: must be a multiple of the number of "
                                           r"devices \(32\); choose e.g. 32"):
         check_devices(config, 32)
 

@@ -15,7 +15,9 @@ from ctxfuse_jax import provenance
 from ctxfuse_jax.data import pipeline
 from ctxfuse_jax.data.augment import augment, select_flipped
 from ctxfuse_jax.data.sources import Labelled
-from ctxfuse_jax.experiments import feature_cache, fusion
+from ctxfuse_jax.experiments import feature_cache
+from ctxfuse_jax.experiments.fusion import experiment as fusion_experiment
+from ctxfuse_jax.experiments.fusion import networks as fusion
 from ctxfuse_jax.experiments.feature_cache import StreamFeatures, mirror_field
 from ctxfuse_jax.train import sharding
 from ctxfuse_jax.train.loop import Interrupted
@@ -94,7 +96,7 @@ def test_augment_flips_as_dm_pix_per_example_and_features_flip_alike():
 
 
 def _train(config, data, streams, workdir, features=None, model="Joint"):
-    head, metrics = fusion.train_head(config, model, data, streams, 0, str(workdir), sharding.make_mesh(),
+    head, metrics = fusion_experiment.train_head(config, model, data, streams, 0, str(workdir), sharding.make_mesh(),
                                      provenance.input_digests(config), features)
     return jax.device_get(head), metrics
 

@@ -19,7 +19,10 @@ from ctxfuse_jax.data.pipeline import ArraySplit, train_batches
 from ctxfuse_jax.data.sources import Labelled
 from ctxfuse_jax.evaluate import pooled_features
 from ctxfuse_jax.evaluate.scoring import score_split
-from ctxfuse_jax.experiments import fusion, fusion_analysis, supervised
+from ctxfuse_jax.experiments import supervised
+from ctxfuse_jax.experiments.fusion import analysis as fusion_analysis
+from ctxfuse_jax.experiments.fusion import experiment as fusion_experiment
+from ctxfuse_jax.experiments.fusion import networks as fusion
 from ctxfuse_jax.experiments.classification import (classification_metrics, classification_update, image_inputs,
                                                     optimizer_for, step_counts)
 from ctxfuse_jax.models import ResNet, compute_dtype
@@ -139,7 +142,7 @@ def tiny_labelled(num_examples: int = 16) -> Labelled:
     return Labelled(split, split, ("a", "b", "c", "d"), ("x", "y"), np.array([0, 0, 1, 1]))
 
 
-def test_blur_sweep_gradcam_and_pca_features_work_in_bf16():
+def test_blur_conditions_gradcam_and_pca_features_work_in_bf16():
     config = configured(fusion_config, "bfloat16")
     data = tiny_labelled()
     stream = fusion.stream_module(config)
@@ -149,9 +152,10 @@ def test_blur_sweep_gradcam_and_pca_features_work_in_bf16():
     features = jnp.zeros(jax.eval_shape(stream.apply, streams["fg"], images).shape, BF16)
     head_variables = {m: init_variables(head, KEY, *[features] * len(fusion.STREAMS_OF[m])) for m, head in heads.items()}
 
-    sweep = fusion.sweep_accuracy(config, data, streams, head_variables, sharding.make_mesh())
-    curves = [c for region in sweep.values() for test_set in region.values() for c in test_set.values()]
-    assert len(curves) == 12 and all(len(c) == len(config.sweep.sigmas) and all(0 <= a <= 1 for a in c) for c in curves)
+    rows = fusion_experiment.score_conditions(config, data, streams, head_variables, sharding.make_mesh(), seed=0)
+    sigmas = config.eval.conditions.blur_all.sigmas
+    accuracies = [r["value"] for r in rows if r["metric"] == "accuracy"]
+    assert len(accuracies) == 4 * 2 * len(sigmas) * 2 and all(0 <= a <= 1 for a in accuracies)
     maps = fusion_analysis.gradcam_maps(config, stream, heads, streams, head_variables, jnp.asarray(images[:2]),
                                         jnp.asarray(data.test.arrays["label"][:2]))
     assert all(m.shape == (2, SIZE, SIZE) and m.dtype == F32 and np.isfinite(m).all() for m in maps.values())

@@ -19,7 +19,6 @@ from ctxfuse_jax.degrade.blurring import (
     make_kernels,
     mix,
 )
-from ctxfuse_jax.degrade.compress import jpeg, jpeg2000
 from ctxfuse_jax.degrade.kernels import FAMILIES, get_family, kernel, support_for
 from ctxfuse_jax.degrade.noise import gaussian_noise
 from ctxfuse_jax.degrade.presets import (
@@ -74,3 +73,13 @@ __all__ = [
     "shake_kernel",
     "support_for",
 ]
+
+
+def __getattr__(name: str):
+    """`jpeg` and `jpeg2000` are TensorFlow ops: imported on first use, so that reading configs
+    and degrading on device never load TensorFlow."""
+    if name in ("jpeg", "jpeg2000"):
+        from ctxfuse_jax.degrade import compress
+
+        return getattr(compress, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

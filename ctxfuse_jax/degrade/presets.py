@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from ctxfuse_jax.degrade import blurring, compress, kernels, noise, protocol, regions, shake
+from ctxfuse_jax.degrade import blurring, kernels, noise, protocol, regions, shake
 
 Degradation = Callable[[jax.Array, jax.Array], jax.Array]
 T = TypeVar("T")
@@ -87,6 +87,8 @@ class Jpeg:
     quality: int
 
     def __call__(self, images: jax.Array, key: jax.Array) -> jax.Array:
+        from ctxfuse_jax.degrade import compress  # TensorFlow, loaded only when a round trip runs
+
         del key
         return jnp.asarray(compress.jpeg(np.asarray(images), self.quality).numpy())
 
@@ -98,6 +100,8 @@ class Jpeg2000:
     rate: float
 
     def __call__(self, images: jax.Array, key: jax.Array) -> jax.Array:
+        from ctxfuse_jax.degrade import compress  # TensorFlow, loaded only when a round trip runs
+
         del key
         return jnp.asarray(compress.jpeg2000(np.asarray(images), rate=self.rate).numpy())
 

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ctxfuse_jax.data.pipeline import ArraySplit, eval_batches, to_unit_float
+from ctxfuse_jax.evaluate.class_map import map_predictions
 from ctxfuse_jax.evaluate.conditions import Family, build_bank
 from ctxfuse_jax.train import losses, sharding
 from ctxfuse_jax.train.forward import Forward
@@ -56,20 +57,21 @@ def make_condition_step(specs: Mapping[str, PlayerSpec], logits_fn: LogitsFn, fa
                         class_map: np.ndarray | None = None):
     """`step(players, batch, bank, family, level, key) -> {model: {prediction, entropy}}`, jitted.
 
-    `class_map` (source class -> target class, -1 for none) scores e.g. 1000-class ImageNet
-    models on 9 classes: the arg-max over source classes is mapped, unmapped ones count as wrong.
+    `class_map` (source class -> target class, -1 for none; `evaluate.class_map`) scores e.g.
+    1000-class ImageNet models on 9 classes: the arg-max over source classes is mapped, unmapped
+    ones count as wrong.
     """
     transforms = [family.transform for family in families]
-    mapping = None if class_map is None else jnp.asarray(class_map, jnp.int32)
 
     def step(players, batch, bank, family, level, key):
         images = to_unit_float(batch["image"])
         images = jax.lax.switch(family, transforms, images, batch, bank, level, key)
         outputs = {}
         for model, logits in logits_fn(Forward(specs, players), images).items():
-            prediction = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-            if mapping is not None:
-                prediction = mapping[prediction]
+            if class_map is None:
+                prediction = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+            else:
+                prediction = map_predictions(logits, jnp.asarray(class_map, jnp.int32))
             outputs[model] = {"prediction": prediction, "entropy": losses.entropy(logits)}
         return outputs
 

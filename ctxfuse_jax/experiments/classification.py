@@ -5,8 +5,10 @@ only who the players are, which of them move and what they classify (augmented i
 or e.g. cached stream features) differs between the stages of an experiment.
 """
 
+import dataclasses
 from typing import Any, Callable, Mapping
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -16,9 +18,9 @@ from ctxfuse_jax.data.augment import augment
 from ctxfuse_jax.evaluate.scoring import score_split
 from ctxfuse_jax.train import losses
 from ctxfuse_jax.train.forward import Forward
-from ctxfuse_jax.train.loop import Stage
+from ctxfuse_jax.train.loop import LoopOptions, Stage, run_stage
 from ctxfuse_jax.train.optim import make_optimizer
-from ctxfuse_jax.train.state import PlayerSpec, TrainState
+from ctxfuse_jax.train.state import PlayerSpec, TrainState, Variables, init_variables, new_train_state
 from ctxfuse_jax.train.steps import Update, make_eval_step
 
 Predict = Callable[[Forward, Any, bool], jax.Array]
@@ -96,3 +98,52 @@ def classification_stage(name: str, specs: Mapping[str, PlayerSpec], predict: Pr
         num_steps=total,
         fingerprint={**fingerprint, "train": train_config.to_dict(), "seed": seed},
         evaluate=lambda state: score_split(eval_step, state, test_split, train_config.batch_size, mesh))
+
+
+@dataclasses.dataclass(frozen=True)
+class Learner:
+    """A player this stage trains: its module, the inputs it is initialised on, and its init key."""
+
+    module: nn.Module
+    sample_inputs: tuple[jax.ShapeDtypeStruct, ...]
+    init_rng: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Trained:
+    variables: dict[str, Variables]  # each learner's params and batch_stats, on the host
+    metrics: dict[str, float]  # the stage's final test metrics
+
+
+def train_classifier(name: str, predict: Predict, *, learners: Mapping[str, Learner],
+                     frozen: Mapping[str, tuple[nn.Module, Variables]], train_split: pipeline.ArraySplit,
+                     test_split: pipeline.ArraySplit, train_config: ml_collections.ConfigDict, seed: int,
+                     train_rng: jax.Array, workdir: str, mesh: jax.sharding.Mesh, loop: LoopOptions,
+                     fingerprint: Mapping, inputs: Inputs | None = None) -> Trained:
+    """The one stage set-up every experiment uses: specs, init, a resumable stage, variables out.
+
+    `learners` are initialised here and trained; `frozen` players (e.g. pretrained streams) run in
+    inference mode and keep their variables. `predict(forward, inputs, train)` classifies.
+    """
+    specs = {player: PlayerSpec(module) for player, (module, _) in frozen.items()}
+    specs.update({player: PlayerSpec(learner.module, optimizer_for(train_config, len(train_split)))
+                  for player, learner in learners.items()})
+
+    def init_state() -> TrainState:
+        variables = {player: v for player, (_, v) in frozen.items()}
+        for player, learner in learners.items():
+            zeros = [jnp.zeros(s.shape, s.dtype) for s in learner.sample_inputs]
+            variables[player] = init_variables(learner.module, learner.init_rng, *zeros)
+        return new_train_state(specs, variables, train_rng)
+
+    stage = classification_stage(name, specs, predict, tuple(learners), init_state, train_split, test_split,
+                                 train_config, seed, mesh, fingerprint, inputs)
+    result = run_stage(stage, workdir, mesh, loop)
+    players = jax.device_get(result.state.players)
+    return Trained({player: {"params": players[player].params, "batch_stats": players[player].batch_stats}
+                    for player in learners}, result.metrics)
+
+
+def image_sample(split: pipeline.ArraySplit) -> tuple[jax.ShapeDtypeStruct]:
+    """One float image of the split's shape: what an image classifier is initialised on."""
+    return (jax.ShapeDtypeStruct((1, *split.arrays["image"].shape[1:]), jnp.float32),)

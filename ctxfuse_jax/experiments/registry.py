@@ -11,7 +11,7 @@ Experiment = Callable[[ml_collections.ConfigDict, str], dict]
 
 # name -> module defining `run(config, workdir) -> results`; imported only when chosen.
 EXPERIMENTS = {
-    "fusion": "ctxfuse_jax.experiments.fusion",
+    "fusion": "ctxfuse_jax.experiments.fusion.experiment",
     "supervised": "ctxfuse_jax.experiments.supervised",
 }
 

@@ -4,18 +4,17 @@ import os
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
 
 from ctxfuse_jax import provenance
 from ctxfuse_jax.data.sources import load_labelled
-from ctxfuse_jax.experiments.classification import classification_stage, optimizer_for
+from ctxfuse_jax.experiments.classification import Learner, image_sample, train_classifier
 from ctxfuse_jax.files import write_json_atomic
 from ctxfuse_jax.models.precision import compute_dtype
 from ctxfuse_jax.models.registry import build_model
 from ctxfuse_jax.train import sharding
-from ctxfuse_jax.train.loop import LoopOptions, run_stage
-from ctxfuse_jax.train.state import PlayerSpec, count_params, init_variables, new_train_state
+from ctxfuse_jax.train.loop import LoopOptions
+from ctxfuse_jax.train.state import count_params
 
 
 def model_kwargs(model_config: ml_collections.ConfigDict) -> dict:
@@ -33,21 +32,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     mesh = sharding.make_mesh()
     data = load_labelled(config.data)
     model = classifier_module(config, data.num_classes)
-    specs = {"classifier": PlayerSpec(model, optimizer_for(config.train, len(data.train)))}
     init_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed))
-    sample = jnp.zeros((1, *data.train.arrays["image"].shape[1:]), jnp.float32)
-
-    def init_state():
-        return new_train_state(specs, {"classifier": init_variables(model, init_rng, sample)}, train_rng)
-
-    stage = classification_stage(
-        "classifier", specs, lambda forward, images, train: forward("classifier", images, train=train),
-        ("classifier",), init_state, data.train, data.test, config.train, config.seed, mesh,
+    trained = train_classifier(
+        "classifier", lambda forward, images, train: forward("classifier", images, train=train),
+        learners={"classifier": Learner(model, image_sample(data.train), init_rng)}, frozen={},
+        train_split=data.train, test_split=data.test, train_config=config.train, seed=config.seed,
+        train_rng=train_rng, workdir=workdir, mesh=mesh, loop=LoopOptions(**config.loop),
         fingerprint={"model": config.model.to_dict(), "data": config.data.to_dict(),
                      "compute_dtype": config.compute_dtype})
-    result = run_stage(stage, workdir, mesh, LoopOptions(**config.loop))
-    results = {"test": result.metrics,
-               "num_params": count_params(result.state.players["classifier"].params),
+    results = {"test": trained.metrics,
+               "num_params": count_params(trained.variables["classifier"]["params"]),
                "num_train": len(data.train), "num_test": len(data.test),
                "fingerprint": provenance.run_fingerprint(config)}
     if jax.process_index() == 0:

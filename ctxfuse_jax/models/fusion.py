@@ -18,7 +18,8 @@ class FusionHead(nn.Module):
     """Concatenate FG and BG feature maps on channels, two 3x3 conv layers, average pool, linear.
 
     The paper does not give the conv widths or normalisation; we use `features` channels with
-    batch norm and ReLU after each conv, the usual choice for a small trainable block.
+    batch norm and ReLU after each conv, the usual choice for a small trainable block. Given the
+    FG stream alone it is the capacity-matched control: Joint's trainable layers without context.
     """
 
     num_classes: int
@@ -27,11 +28,12 @@ class FusionHead(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, fg: jax.Array, bg: jax.Array, train: bool = False) -> jax.Array:
-        if fg.shape[:-1] != bg.shape[:-1]:
-            raise ValueError(f"FG features {fg.shape} and BG features {bg.shape} must share batch and spatial "
-                             "shape to be fused; cut both streams at the same layer")
-        x = jnp.concatenate([fg, bg], axis=-1).astype(self.dtype)
+    def __call__(self, *streams: jax.Array, train: bool = False) -> jax.Array:
+        shapes = [x.shape for x in streams]
+        if len({shape[:-1] for shape in shapes}) != 1:
+            raise ValueError(f"stream features {shapes} must share batch and spatial shape to be fused; cut "
+                             "the streams at the same layer")
+        x = jnp.concatenate(streams, axis=-1).astype(self.dtype)
         for i in range(2):
             x = self.conv(self.features, (3, 3), padding=1, use_bias=False, kernel_init=CONV_INIT,
                           dtype=self.dtype, name=f"fuse_conv{i + 1}")(x)

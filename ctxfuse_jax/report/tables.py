@@ -1,6 +1,7 @@
-"""Sweep results as long-format rows (one per seed, region, test set, model, strength), CSV and JSON.
+"""Results as long-format rows (one per seed, model, condition, level, test set, metric), CSV and JSON.
 
-Long rows are what pandas, spreadsheets and plotting code all read without reshaping.
+Long rows are what pandas, spreadsheets and plotting code all read without reshaping; every
+experiment writes the evaluator's rows (`evaluate.evaluator.long_table`) and summarises them here.
 """
 
 import csv
@@ -8,34 +9,35 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-ROW_KEYS = ("region", "test_set", "model", "sigma")
+VALUE = "value"
 
 
-def sweep_rows(per_seed: Mapping[int, Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]]],
-               sigmas: Sequence[float]) -> list[dict[str, Any]]:
-    """Flattens {seed: {region: {test_set: {model: accuracy per sigma}}}} into rows."""
-    rows = []
-    for seed, by_region in per_seed.items():
-        for region, by_set in by_region.items():
-            for test_set, by_model in by_set.items():
-                for model, accuracies in by_model.items():
-                    if len(accuracies) != len(sigmas):
-                        raise ValueError(f"{model}/{region}/{test_set}: {len(accuracies)} accuracies "
-                                         f"for {len(sigmas)} sigmas")
-                    rows += [dict(seed=int(seed), region=region, test_set=test_set, model=model,
-                                  sigma=float(sigma), accuracy=float(acc))
-                             for sigma, acc in zip(sigmas, accuracies)]
-    return rows
-
-
-def summarize(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Mean, sample standard deviation and count over seeds for each (region, test set, model, sigma)."""
+def summarize(rows: Iterable[Mapping[str, Any]], over: str = "seed") -> list[dict[str, Any]]:
+    """Mean, sample standard deviation and count of `value` over `over`, per group of the other keys."""
     groups: dict[tuple, list[float]] = {}
+    keys: tuple[str, ...] = ()
     for row in rows:
-        groups.setdefault(tuple(row[k] for k in ROW_KEYS), []).append(row["accuracy"])
-    return [dict(zip(ROW_KEYS, key), mean=float(np.mean(values)),
+        keys = tuple(k for k in row if k not in (over, VALUE))
+        groups.setdefault(tuple((k, row[k]) for k in keys), []).append(row[VALUE])
+    return [dict(key, mean=float(np.mean(values)),
                  std=float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, seeds=len(values))
             for key, values in groups.items()]
+
+
+def select(rows: Iterable[Mapping[str, Any]], **match: Any) -> list[Mapping[str, Any]]:
+    """The rows whose keys equal every `match` value."""
+    return [row for row in rows if all(row[k] == v for k, v in match.items())]
+
+
+def seed_matrix(rows: Iterable[Mapping[str, Any]], levels: Sequence[str], **match: Any) -> np.ndarray:
+    """(seeds, levels) of `value` for the rows matching `match`, seeds in sorted order."""
+    chosen = select(rows, **match)
+    seeds = sorted({row["seed"] for row in chosen})
+    by_key = {(row["seed"], row["level"]): row[VALUE] for row in chosen}
+    missing = [(s, l) for s in seeds for l in levels if (s, l) not in by_key]
+    if not chosen or missing:
+        raise ValueError(f"no complete rows for {match}: missing (seed, level) {missing[:3] or 'all'}")
+    return np.array([[by_key[s, l] for l in levels] for s in seeds], np.float64)
 
 
 def write_csv(path: str, rows: Sequence[Mapping[str, Any]]) -> None:

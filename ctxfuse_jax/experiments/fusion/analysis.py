@@ -7,11 +7,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from ctxfuse_jax import degrade
 from ctxfuse_jax.data import test_sets
 from ctxfuse_jax.data.pipeline import ArraySplit, to_unit_float
 from ctxfuse_jax.data.sources import Labelled
 from ctxfuse_jax.evaluate import apply_tapped, blur_pca, blur_shift, gradcam, pooled_features
-from ctxfuse_jax.evaluate.sweep import blur_region
+from ctxfuse_jax.experiments.fusion.networks import CONV_HEADS, STREAMS_OF
 from ctxfuse_jax.report import gradcam_figure, pca_figure
 
 Variables = Mapping[str, dict]
@@ -24,7 +25,8 @@ def _one_per_class(labels: np.ndarray, classes: np.ndarray, count: int) -> np.nd
 
 def gradcam_maps(config: ml_collections.ConfigDict, stream, heads: Mapping[str, object], streams: Variables,
                  head_vars: Variables, images: jax.Array, labels: jax.Array) -> dict[str, np.ndarray]:
-    """Grad-CAM of the true class on each classifier's last conv layer, as in the paper."""
+    """Grad-CAM of the true class on each classifier's last conv layer, as in the paper (the two conv
+    heads, Joint and FG-conv, at `analysis.joint_cam_layer`)."""
     cut = config.streams.cut
 
     def probe_logits(role, model):
@@ -33,11 +35,15 @@ def gradcam_maps(config: ml_collections.ConfigDict, stream, heads: Mapping[str, 
             return heads[model].apply(head_vars[model], features), cam_layer
         return logits_fn
 
-    def joint_logits(x, delta):
-        fg, bg = stream.apply(streams["fg"], x), stream.apply(streams["bg"], x)
-        return apply_tapped(heads["Joint"], head_vars["Joint"], config.analysis.joint_cam_layer, fg, bg, delta=delta)
+    def conv_head_logits(model):
+        def logits_fn(x, delta):
+            features = [stream.apply(streams[role], x) for role in STREAMS_OF[model]]
+            return apply_tapped(heads[model], head_vars[model], config.analysis.joint_cam_layer, *features,
+                                delta=delta)
+        return logits_fn
 
-    fns = {"FG": probe_logits("fg", "FG"), "BG": probe_logits("bg", "BG"), "Joint": joint_logits}
+    fns = {"FG": probe_logits("fg", "FG"), "BG": probe_logits("bg", "BG"),
+           **{model: conv_head_logits(model) for model in CONV_HEADS}}
     return {model: np.asarray(jax.jit(gradcam, static_argnums=0)(fn, images, labels)) for model, fn in fns.items()}
 
 
@@ -53,7 +59,7 @@ def write_gradcam_figure(config, data: Labelled, stream, heads, streams, head_va
 def blurred_copies(config, split: ArraySplit, sigma_px: float) -> tuple[np.ndarray, np.ndarray]:
     """Sharp and foreground-blurred float images of a split (the paper blurs the object only)."""
     sharp = to_unit_float(jnp.asarray(split.arrays["image"]))
-    blurred = blur_region(sharp, jnp.asarray(split.arrays["mask"]), jnp.float32(sigma_px), jnp.asarray(True))
+    blurred = degrade.composite(sharp, degrade.gaussian_blur(sharp, sigma_px), split.arrays["mask"], "foreground")
     return np.asarray(sharp), np.asarray(blurred)
 
 
