@@ -410,7 +410,7 @@ CONDITION_FIELDS = {  # kind -> (required, optional) fields of one `eval.conditi
     "gaussian_blur": (("sigmas", "reference_size", "region"), ()),
     "preset": (("preset", "region"), ("levels",)),
     "variant": (("variants",), ()),
-    "composite": (("num_backgrounds",), ()),
+    "composite": (("num_foregrounds", "num_backgrounds"), ()),
 }
 
 
@@ -442,6 +442,7 @@ def _check_condition(config: Section, key: str) -> None:
         distinct_tuple(config, key, "variants", f"background variants {degrade_backgrounds.VARIANTS}",
                        lambda v: v in degrade_backgrounds.VARIANTS)
     else:
+        integer(config, key, "num_foregrounds", 0, why="test images whose foregrounds are pasted; 0: all")
         integer(config, key, "num_backgrounds", 0, why="backgrounds of the bank each foreground is pasted on; 0: all")
 
 

@@ -16,7 +16,7 @@ from scipy import ndimage
 from ctxfuse_jax import degrade
 from ctxfuse_jax.data.pipeline import ArraySplit
 from ctxfuse_jax.evaluate import conditions
-from ctxfuse_jax.evaluate.evaluator import (ConditionScores, evaluate_conditions, long_table,
+from ctxfuse_jax.evaluate.evaluator import (ConditionScores, FamilyScores, evaluate_conditions, long_table,
                                             make_condition_step)
 from ctxfuse_jax.train import sharding
 from ctxfuse_jax.train.state import Player, PlayerSpec
@@ -189,12 +189,15 @@ def test_one_compilation_scores_every_condition_and_every_example_once():
     families = [conditions.gaussian_blur_family("fg", [0.0, 0.5, 3.0], 16, 16, "foreground"),
                 conditions.gaussian_blur_family("all", [3.0], 16, 16, "all"),
                 conditions.variant_family("in9", ("original", "only_bg_t"), 16),
-                conditions.composite_family("challenge", [0, 3])]
+                conditions.composite_family("challenge", [0, 3], foreground_indices=[1, 4, 9])]
     step = make_condition_step(specs, counted, families)
     scores = evaluate_conditions(step, players, split, families, 4, sharding.make_mesh(), num_classes=2)
     assert len(traces) == 1 and step._cache_size() == 1
-    assert scores.predictions["object"].shape == (8, 10)  # every example exactly once, padding dropped
-    assert scores.levels_of("fg") == ["0", "0.5", "3"]
+    # Every example exactly once, padding dropped; the challenge scores its 3 chosen foregrounds.
+    assert scores.family("fg").predictions["object"].shape == (3, 10)
+    assert scores.family("challenge").predictions["object"].shape == (2, 3)
+    np.testing.assert_array_equal(scores.family("challenge").examples, [1, 4, 9])
+    assert scores.family("fg").levels == ("0", "0.5", "3")
     # Sharp: both probes are right. Blurring the checkerboard greys the bright square: object probe fails.
     np.testing.assert_array_equal(scores.correct("object", "fg").all(axis=1), [True, True, False])
     np.testing.assert_array_equal(scores.correct("context", "fg").all(axis=1), [True, True, True])
@@ -217,20 +220,27 @@ def test_class_map_scores_through_the_mapped_arg_max():
     step = make_condition_step({"m": PlayerSpec(Fixed())}, lambda fw, x: {"m": fw("m", x)}, families, class_map)
     scores = evaluate_conditions(step, {"m": Player({}, {}, None)}, split, families, 2, sharding.make_mesh(),
                                  num_classes=2)
-    np.testing.assert_array_equal(scores.predictions["m"][0], [1, -1, 1, 0, 1])
+    np.testing.assert_array_equal(scores.family("v").predictions["m"][0], [1, -1, 1, 0, 1])
     np.testing.assert_array_equal(scores.correct("m", "v")[0], [False, False, True, True, False])
 
 
 def test_long_table_by_hand():
-    scores = ConditionScores(conditions=(("blur", "0"), ("blur", "4")), labels=np.array([0, 1, 1, 0]),
-                             predictions={"A": np.array([[0, 1, 1, 1], [1, 1, 0, 0]])},
-                             entropy={"A": np.array([[0.0, 1.0, 2.0, 3.0], [1.0, 1.0, 1.0, 1.0]], np.float32)})
+    blur = FamilyScores(levels=("0", "4"), examples=np.arange(4),
+                        predictions={"A": np.array([[0, 1, 1, 1], [1, 1, 0, 0]])},
+                        entropy={"A": np.array([[0.0, 1.0, 2.0, 3.0], [1.0, 1.0, 1.0, 1.0]], np.float32)})
+    # A family scoring examples 1 and 3 only: labels 1 and 0.
+    part = FamilyScores(levels=("x",), examples=np.array([1, 3]), predictions={"A": np.array([[1, 1]])},
+                        entropy={"A": np.array([[0.5, 1.5]], np.float32)})
+    scores = ConditionScores(labels=np.array([0, 1, 1, 0]), families={"blur": blur, "part": part})
     subsets = {"all": np.ones(4, bool), "first": np.array([True, True, False, False])}
-    rows = {(r["level"], r["test_set"], r["metric"]): r["value"] for r in long_table(scores, subsets, seed=7)}
-    assert rows[("0", "all", "accuracy")] == 0.75 and rows[("4", "all", "accuracy")] == 0.5
-    assert rows[("0", "first", "accuracy")] == 1.0 and rows[("4", "first", "accuracy")] == 0.5
-    assert rows[("0", "all", "entropy")] == 1.5 and rows[("0", "first", "entropy")] == 0.5
-    assert all(r["seed"] == 7 and r["model"] == "A" for r in long_table(scores, subsets, seed=7))
+    table = long_table(scores, subsets, seed=7)
+    rows = {(r["condition"], r["level"], r["test_set"], r["metric"]): r["value"] for r in table}
+    assert rows["blur", "0", "all", "accuracy"] == 0.75 and rows["blur", "4", "all", "accuracy"] == 0.5
+    assert rows["blur", "0", "first", "accuracy"] == 1.0 and rows["blur", "4", "first", "accuracy"] == 0.5
+    assert rows["blur", "0", "all", "entropy"] == 1.5 and rows["blur", "0", "first", "entropy"] == 0.5
+    assert rows["part", "x", "all", "accuracy"] == 0.5 and rows["part", "x", "first", "accuracy"] == 1.0
+    assert rows["part", "x", "first", "entropy"] == 0.5
+    assert all(r["seed"] == 7 and r["model"] == "A" for r in table)
 
 
 SCRIPT = textwrap.dedent("""
@@ -244,7 +254,7 @@ SCRIPT = textwrap.dedent("""
                 conditions.variant_family("in9", ("no_fg", "mixed_rand"), 16)]
     scores = evaluate_conditions(make_condition_step(specs, logits, families), players, checkerboard_split(n=13),
                                  families, 8, sharding.make_mesh(), num_classes=2)
-    print(json.dumps({m: v.tolist() for m, v in scores.predictions.items()}))
+    print(json.dumps({f: {m: v.tolist() for m, v in s.predictions.items()} for f, s in scores.families.items()}))
 """)
 
 

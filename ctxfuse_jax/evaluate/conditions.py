@@ -6,7 +6,7 @@ A config names groups of conditions, as big_vision's `config.evals` names evalua
                                           region="foreground")
     config.eval.conditions.defocus = dict(kind="preset", preset="imagenet_c/defocus_blur", region="all")
     config.eval.conditions.in9 = dict(kind="variant", variants=("original", "mixed_rand"))
-    config.eval.conditions.challenge = dict(kind="composite", num_backgrounds=64)  # 0: every one
+    config.eval.conditions.challenge = dict(kind="composite", num_foregrounds=256, num_backgrounds=64)  # 0: all
 
 Each group is a *family*: one transform whose *level* (a sigma, a preset level, a variant, a
 background) is a traced index, so one compiled program serves every condition of every family
@@ -46,6 +46,7 @@ class Family:
     levels: tuple[str, ...]
     transform: Transform
     bank_keys: frozenset[str] = frozenset()  # what it reads from the bank (`build_bank`)
+    examples: tuple[int, ...] | None = None  # the split's examples it scores; None: all of them
     # For composites: which bank image each level pastes the foregrounds on (host-side analysis).
     background_of_level: tuple[int, ...] = ()
 
@@ -132,8 +133,10 @@ def variant_family(name: str, variants: Sequence[str], image_size: int) -> Famil
     return Family(name, tuple(variants), transform, bank_keys=frozenset(needs))
 
 
-def composite_family(name: str, background_indices: Sequence[int]) -> Family:
-    """Every test foreground pasted on each chosen bank background: seed 004's challenge."""
+def composite_family(name: str, background_indices: Sequence[int],
+                     foreground_indices: Sequence[int] | None = None) -> Family:
+    """Each chosen test foreground (all by default) pasted on each chosen bank background: seed 004's
+    backgrounds challenge. The bank holds the tiled backgrounds of the whole split."""
     chosen = jnp.asarray(np.asarray(background_indices, np.int32))
 
     def transform(images, batch, bank, level, key):
@@ -141,14 +144,16 @@ def composite_family(name: str, background_indices: Sequence[int]) -> Family:
         return jnp.where(_foreground(batch), images, background[None])
 
     return Family(name, tuple(str(int(i)) for i in background_indices), transform, bank_keys=frozenset({BACKGROUNDS}),
+                  examples=None if foreground_indices is None else tuple(int(i) for i in foreground_indices),
                   background_of_level=tuple(int(i) for i in background_indices))
 
 
-def chosen_backgrounds(num_images: int, count: int, seed: int) -> np.ndarray:
-    """`count` bank images (all for 0) drawn without replacement by `seed`, in bank order."""
+def chosen_examples(num_images: int, count: int, seed: int, stream: int) -> np.ndarray:
+    """`count` of the split's images (all for 0) drawn without replacement, in split order;
+    `stream` keeps draws of one seed independent (foregrounds 0, backgrounds 1)."""
     if count == 0 or count >= num_images:
         return np.arange(num_images)
-    return np.sort(np.random.default_rng(seed).choice(num_images, count, replace=False))
+    return np.sort(np.random.default_rng([seed, stream]).choice(num_images, count, replace=False))
 
 
 def build_families(specs: Mapping[str, Mapping[str, Any]], image_size: int, num_test: int,
@@ -166,8 +171,9 @@ def build_families(specs: Mapping[str, Mapping[str, Any]], image_size: int, num_
         elif kind == "variant":
             families.append(variant_family(name, spec["variants"], image_size))
         elif kind == "composite":
-            indices = chosen_backgrounds(num_test, spec["num_backgrounds"], seed)
-            families.append(composite_family(name, indices))
+            foregrounds = chosen_examples(num_test, spec["num_foregrounds"], seed, stream=0)
+            bank_images = chosen_examples(num_test, spec["num_backgrounds"], seed, stream=1)
+            families.append(composite_family(name, bank_images, foregrounds))
         else:
             raise ValueError(f"unknown condition kind {kind!r}; choose one of {KINDS}")
     return families

@@ -30,27 +30,31 @@ LogitsFn = Callable[[Forward, jax.Array], Mapping[str, jax.Array]]
 
 
 @dataclasses.dataclass(frozen=True)
+class FamilyScores:
+    """Per-example predictions of each model under each level of one family."""
+
+    levels: tuple[str, ...]
+    examples: np.ndarray  # (n,) indices into the split: the examples this family scored
+    predictions: dict[str, np.ndarray]  # model -> int32 (levels, n)
+    entropy: dict[str, np.ndarray]  # model -> float32 (levels, n), nats
+
+
+@dataclasses.dataclass(frozen=True)
 class ConditionScores:
-    """Per-example predictions of each model under each (condition, level), in split order."""
+    """Every family's scores over one split, and the split's labels."""
 
-    conditions: tuple[tuple[str, str], ...]  # row i of every array is conditions[i]
     labels: np.ndarray  # (N,)
-    predictions: dict[str, np.ndarray]  # model -> int32 (num_conditions, N)
-    entropy: dict[str, np.ndarray]  # model -> float32 (num_conditions, N), nats
+    families: dict[str, FamilyScores]
 
-    def rows_of(self, condition: str) -> np.ndarray:
-        """Indices of the rows of one condition family, in level order."""
-        rows = [i for i, (name, _) in enumerate(self.conditions) if name == condition]
-        if not rows:
-            raise KeyError(f"no condition {condition!r}; scored: {sorted({n for n, _ in self.conditions})}")
-        return np.asarray(rows)
+    def correct(self, model: str, family: str) -> np.ndarray:
+        """Bool (levels, n): was each scored example classified as its label under each level."""
+        scores = self.family(family)
+        return scores.predictions[model] == self.labels[scores.examples][None]
 
-    def levels_of(self, condition: str) -> list[str]:
-        return [self.conditions[i][1] for i in self.rows_of(condition)]
-
-    def correct(self, model: str, condition: str) -> np.ndarray:
-        """Bool (num_levels, N): was each example classified as its label under each level."""
-        return self.predictions[model][self.rows_of(condition)] == self.labels[None]
+    def family(self, name: str) -> FamilyScores:
+        if name not in self.families:
+            raise KeyError(f"no condition {name!r}; scored: {sorted(self.families)}")
+        return self.families[name]
 
 
 def make_condition_step(specs: Mapping[str, PlayerSpec], logits_fn: LogitsFn, families: Sequence[Family],
@@ -81,51 +85,61 @@ def make_condition_step(specs: Mapping[str, PlayerSpec], logits_fn: LogitsFn, fa
 def evaluate_conditions(step, players: Mapping[str, Player], split: ArraySplit, families: Sequence[Family],
                         global_batch_size: int, mesh: jax.sharding.Mesh, *, num_classes: int,
                         seed: int = 0) -> ConditionScores:
-    """Scores every example of `split` exactly once under every level of every family.
+    """Scores every example of `split` (or of a family's `examples`) exactly once under every level.
 
     `seed` draws the mixed_* donors and keys random degradations (noise, motion angles), so the
-    same seed shows every model the same images.
+    same seed shows every model the same images. All batches share one shape, so the whole
+    evaluation runs one compiled program.
     """
-    arrays = {**split.arrays, "index": np.arange(len(split), dtype=np.int32)}
+    arrays = ArraySplit({**split.arrays, "index": np.arange(len(split), dtype=np.int32)})
     bank_keys = set().union(*(family.bank_keys for family in families))
     bank = sharding.put_replicated(build_bank(split.arrays, bank_keys, num_classes, seed), mesh)
-    batches = [sharding.put_batch(b, mesh) for b in eval_batches(ArraySplit(arrays), global_batch_size)]
-    valid = np.concatenate([sharding.to_host(b["valid"]) for b in batches])
     players = sharding.put_replicated(dict(players), mesh)
     root = jax.random.PRNGKey(seed)
-    conditions, predictions, entropy = [], {}, {}
+    on_device: dict[tuple[int, ...] | None, tuple[list, np.ndarray]] = {}
+    scores = {}
     for family_index, family in enumerate(families):
-        for level_index, level in enumerate(family.levels):
+        if family.examples not in on_device:  # Families scoring the same examples share their batches.
+            chosen = arrays if family.examples is None else arrays.subset(np.asarray(family.examples))
+            batches = [sharding.put_batch(b, mesh) for b in eval_batches(chosen, global_batch_size)]
+            valid = np.concatenate([sharding.to_host(b["valid"]) for b in batches])
+            on_device[family.examples] = batches, valid
+        batches, valid = on_device[family.examples]
+        predictions, entropy = {}, {}
+        for level_index in range(len(family.levels)):
             outs = []
             for batch_index, batch in enumerate(batches):
                 key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(root, family_index), level_index),
                                          batch_index)
                 outs.append(step(players, batch, bank, jnp.int32(family_index), jnp.int32(level_index), key))
-            conditions.append((family.name, level))
             for model in outs[0]:
                 for name, store in (("prediction", predictions), ("entropy", entropy)):
                     values = np.concatenate([sharding.to_host(o[model][name]) for o in outs])[valid]
                     store.setdefault(model, []).append(values)
-    return ConditionScores(tuple(conditions), np.asarray(split.arrays["label"]),
-                           {m: np.stack(v) for m, v in predictions.items()},
-                           {m: np.stack(v).astype(np.float32) for m, v in entropy.items()})
+        examples = np.arange(len(split)) if family.examples is None else np.asarray(family.examples)
+        scores[family.name] = FamilyScores(family.levels, examples, {m: np.stack(v) for m, v in predictions.items()},
+                                           {m: np.stack(v).astype(np.float32) for m, v in entropy.items()})
+    return ConditionScores(np.asarray(split.arrays["label"]), scores)
 
 
 def long_table(scores: ConditionScores, subsets: Mapping[str, np.ndarray],
                **keys: Any) -> list[dict[str, Any]]:
     """One row per (model, condition, level, test set, metric): accuracy and mean entropy.
 
-    `subsets` are boolean masks over the split (e.g. `test_sets.masks`); `keys` (e.g. seed=0)
-    prefix every row.
+    `subsets` are boolean masks over the split (e.g. `test_sets.masks`), restricted to the
+    examples a family scored; `keys` (e.g. seed=0) prefix every row.
     """
     rows = []
-    for model, predictions in scores.predictions.items():
-        correct = predictions == scores.labels[None]
-        for i, (condition, level) in enumerate(scores.conditions):
-            for test_set, member in subsets.items():
-                for metric, values in (("accuracy", correct[i]), ("entropy", scores.entropy[model][i])):
-                    rows.append({**keys, "model": model, "condition": condition, "level": level,
-                                 "test_set": test_set, "metric": metric, "value": float(values[member].mean())})
+    for condition, family in scores.families.items():
+        for model, predictions in family.predictions.items():
+            correct = predictions == scores.labels[family.examples][None]
+            for i, level in enumerate(family.levels):
+                for test_set, member in subsets.items():
+                    chosen = member[family.examples]
+                    for metric, values in (("accuracy", correct[i]), ("entropy", family.entropy[model][i])):
+                        rows.append({**keys, "model": model, "condition": condition, "level": level,
+                                     "test_set": test_set, "metric": metric,
+                                     "value": float(values[chosen].mean())})
     return rows
 
 
