@@ -1,3 +1,4 @@
 """Reports: figures (and tables) drawn from plain arrays of saved results."""
 
-from ctxfuse_jax.report.figures import gradcam_figure, pca_figure, severity_figure
+from ctxfuse_jax.report.figures import (bar_chart, gradcam_figure, image_grid, pca_figure,
+                                        progress_figure, severity_figure)

@@ -1,4 +1,9 @@
-"""The seed-000 figures from plain numpy arrays: Grad-CAM overlays, feature PCA, accuracy vs. severity.
+"""Report figures from plain numpy arrays.
+
+Seed 000: Grad-CAM overlays, feature PCA, accuracy vs. severity. Seed 004 (ImageNet-9
+backgrounds, Xiao et al. 2021): image grids (an image under every variant, the most fooling
+backgrounds per class), grouped bars of accuracy per variant and model, and benchmark progress
+(variant vs. original accuracy). Grad-CAM overlays of seed 004 reuse `gradcam_figure`.
 
 Inputs are arrays and dicts, not models or experiment state, so the figures can be redrawn from
 saved results. Each function returns a `matplotlib.figure.Figure` (shown inline in notebooks; no
@@ -21,7 +26,15 @@ DPI = 100
 GRADCAM_PANEL = 2.0  # inches per image panel
 PCA_PANEL = (4.5, 4.0)  # inches per PCA panel, without the legend
 SEVERITY_PANEL = (4.0, 3.0)  # inches per accuracy panel, without the legend
+IMAGE_PANEL = 2.0  # inches per image_grid cell, title and row label included
+BAR_MARGIN = 1.0  # inches of bar_chart width for the y axis
+BAR_GROUP = 1.5  # inches of bar_chart width per group: 8 bars of 0.15 in
+BAR_HEIGHT = 3.5  # inches of bar_chart axes, without the legend
+PROGRESS_PANEL = 4.5  # inches of the square progress_figure axes, without the legend
 LEGEND_HEIGHT = 0.8  # inches below the panels for a figure legend
+LEGEND_TITLE = 0.25  # of which for the legend's title: bar_chart and progress_figure have none
+LEGEND_ROW = 0.2  # inches more per extra row of legend entries
+LEGEND_COLUMN = 1.6  # inches per legend column, which fits names up to about 16 characters
 
 HEATMAP = 'jet'  # the usual Grad-CAM colours, as in seed 000's Figure 2
 # Per seed-000 Figure 4: small bright dots sharp, large dark dots blurred (diamonds, so the two
@@ -166,6 +179,180 @@ def severity_figure(severities: Sequence[float],
     fig.legend(handles=handles, loc='outside lower center', ncols=len(handles), frameon=False,
                title=f'line: mean, band: min to max over {seeds} seeds' if seeds > 1 else None)
     return _saved(fig, path)
+
+
+def image_grid(images: Sequence[Sequence[np.ndarray]],
+               titles: Sequence[Sequence[str]] | None = None,
+               row_labels: Sequence[str] | None = None,
+               path: str | os.PathLike | None = None) -> Figure:
+    """Rows of images with optional per-image titles and row labels (seed 004).
+
+    E.g. one test image under every ImageNet-9 variant, or a row per class: a foreground, then
+    the backgrounds that fool the model on it most (seed 004, 'adversarial backgrounds').
+
+    `images[r][c]` is (H, W, 3 or 1) in [0, 1]; rows may differ in length (short rows end in
+    blank cells) and images in size. `titles[r][c]` is short text (two lines at most fit, '' for
+    none), e.g. the variant ('Only-BG-T') or 'fools 83%'; `row_labels[r]` (e.g. the class) is
+    written left of row r. The figure is `IMAGE_PANEL` inches per cell of the longest row.
+    """
+    rows = [list(row) for row in images]
+    _require(bool(rows), 'images is empty; give at least one row')
+    shown = []
+    for r, row in enumerate(rows):
+        _require(bool(row), f'images[{r}] is empty; every row needs an image')
+        shown.append([_image(image, f'images[{r}][{c}]') for c, image in enumerate(row)])
+    if titles is not None:
+        titles = [list(row) for row in titles]
+        _require([len(t) for t in titles] == [len(row) for row in rows],
+                 f'titles has row lengths {[len(t) for t in titles]}; images has '
+                 f'{[len(row) for row in rows]}')
+    _require(row_labels is None or len(row_labels) == len(rows),
+             f'row_labels has {len(row_labels or [])} entries for {len(rows)} rows of images')
+
+    cols = max(len(row) for row in rows)
+    fig = _figure(cols * IMAGE_PANEL, len(rows) * IMAGE_PANEL)
+    axes = fig.subplots(len(rows), cols, squeeze=False)
+    for r, (row, axes_row) in enumerate(zip(shown, axes)):
+        for c, ax in enumerate(axes_row):
+            if c >= len(row):
+                ax.set_axis_off()
+                continue
+            ax.imshow(row[c], cmap='gray', vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if titles is not None and titles[r][c]:
+                ax.set_title(titles[r][c], fontsize='medium')
+        if row_labels is not None:
+            axes_row[0].set_ylabel(row_labels[r], fontsize='large')
+    return _saved(fig, path)
+
+
+def bar_chart(values: Mapping[str, Mapping[str, np.ndarray]], ylabel: str = 'Accuracy',
+              path: str | os.PathLike | None = None, chance: float | None = None) -> Figure:
+    """Grouped bars: a group per outer key, a bar per inner key (seed 004's accuracy tables).
+
+    `values[group][bar]` is (seeds,), or a scalar for one seed: e.g. `values['Mixed-Rand']
+    ['ResNet-50']` is a model's accuracy on a test variant over seeds. A bar is the seed mean;
+    with several seeds an error bar spans their min to max, as `severity_figure`'s bands do (few
+    seeds make a standard deviation meaningless; the range shows all of them). A bar missing
+    from a group leaves a gap there. `chance` draws a dashed line (1/9 for ImageNet-9). The
+    figure is `BAR_MARGIN` plus `BAR_GROUP` per group wide; its legend below has as many columns
+    as `LEGEND_COLUMN`s fit and is `LEGEND_ROW` taller per extra row.
+    """
+    _require(bool(values), 'values is empty; give at least one group')
+    seeds = {}  # (group, bar) -> (seeds,)
+    for group, bars in values.items():
+        _require(bool(bars), f'values[{group!r}] is empty; give at least one bar')
+        for bar, v in bars.items():
+            v = np.asarray(v, np.float64)
+            _require(v.ndim in (0, 1) and v.size > 0,
+                     f'values[{group!r}][{bar!r}] has shape {v.shape}; needs (seeds,)')
+            seeds[group, bar] = v.reshape(-1)
+    groups = list(values)
+    bars = list(dict.fromkeys(bar for _, bar in seeds))
+    colours = dict(zip(bars, _colours(len(bars))))
+    counts = sorted({len(v) for v in seeds.values()})
+    most = counts[-1]
+
+    width = BAR_MARGIN + len(groups) * BAR_GROUP
+    entries = len(bars) + (chance is not None)
+    ncols = _legend_columns(entries, width)
+    fig = _figure(width, BAR_HEIGHT + _legend_height(entries, ncols, title=True))
+    ax = fig.subplots()
+    step = 0.8 / len(bars)  # of the unit between group centres
+    for i, bar in enumerate(bars):
+        x = np.array([g for g, group in enumerate(groups) if (group, bar) in seeds], np.float64)
+        v = [seeds[group, bar] for group in groups if (group, bar) in seeds]
+        mean = np.array([s.mean() for s in v])
+        spread = np.array([[m - s.min(), s.max() - m] if len(s) > 1 else [np.nan, np.nan]
+                           for m, s in zip(mean, v)]).T
+        ax.bar(x - 0.4 + (i + 0.5) * step, mean, step, color=colours[bar], label=bar,
+               yerr=spread if most > 1 else None, capsize=2, error_kw=dict(lw=0.8))
+    if chance is not None:
+        ax.axhline(chance, color='0.3', ls='--', lw=1, label=f'chance ({chance:.3g})')
+    ax.set_xticks(np.arange(len(groups)), groups)
+    ax.set_xlim(-0.5, len(groups) - 0.5)
+    ax.set_ylabel(ylabel)
+    ax.grid(axis='y', alpha=0.3)
+    ax.set_axisbelow(True)
+    handles, _ = ax.get_legend_handles_labels()  # the chance line first: put it last
+    handles = handles[chance is not None:] + handles[:chance is not None]
+    fig.legend(handles=handles, loc='outside lower center', ncols=ncols, frameon=False,
+               title=f'bar: mean, error bar: min to max over {_count(counts)} seeds'
+               if most > 1 else None)
+    return _saved(fig, path)
+
+
+def progress_figure(points: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                    xlabel: str = 'Original accuracy', ylabel: str = 'Variant accuracy',
+                    path: str | os.PathLike | None = None) -> Figure:
+    """Benchmark progress: a line per variant through its models in order (seed 004).
+
+    `points[variant]` is (x, y), each (M,) in [0, 1], for M models in order of quality (e.g.
+    checkpoints over training): x their original accuracy, y their accuracy on the variant.
+    The dashed diagonal y = x is where a variant costs nothing. The axes are `PROGRESS_PANEL`
+    inches square, from 0 to 1; the legend below is laid out as `bar_chart`'s.
+    """
+    _require(bool(points), 'points is empty; give at least one variant')
+    lines = {}
+    for name, pair in points.items():
+        _require(len(pair) == 2, f'points[{name!r}] must be an (x, y) pair')
+        x, y = (np.asarray(v, np.float64) for v in pair)
+        _require(x.ndim == 1 and len(x) > 0 and y.shape == x.shape,
+                 f'points[{name!r}] has x of shape {x.shape} and y of shape {y.shape}; '
+                 f'needs two equal (M,) shapes')
+        _require(bool(np.all((x >= 0) & (x <= 1) & (y >= 0) & (y <= 1))),
+                 f'points[{name!r}] has values outside [0, 1] (the axes run from 0 to 1)')
+        lines[name] = x, y
+    colours = _colours(len(lines))
+
+    entries = len(lines) + 1
+    ncols = _legend_columns(entries, PROGRESS_PANEL)
+    fig = _figure(PROGRESS_PANEL, PROGRESS_PANEL + _legend_height(entries, ncols, title=False))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color='0.4', ls='--', lw=1, label='y = x')
+    for (name, (x, y)), colour in zip(lines.items(), colours):
+        ax.plot(x, y, marker='o', markersize=4, color=colour, label=name)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_aspect('equal')
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    fig.legend(loc='outside lower center', ncols=ncols, frameon=False)
+    return _saved(fig, path)
+
+
+def _image(image: np.ndarray, what: str) -> np.ndarray:
+    """(H, W, 3) or (H, W) in [0, 1] for imshow, or a ValueError naming `what`."""
+    image = np.asarray(image, np.float32)
+    _require(image.ndim == 3 and image.shape[-1] in (1, 3) and image.size > 0,
+             f'{what} must be (H, W, 3 or 1), got shape {image.shape}')
+    low, high = float(image.min()), float(image.max())
+    # Clipping a 0..255 image would show it white: refuse it (rounding slack allowed).
+    _require(low >= -1e-3 and high <= 1 + 1e-3,
+             f'{what} has values in [{low:.3g}, {high:.3g}]; needs [0, 1] '
+             f'(divide uint8 images by 255)')
+    image = np.clip(image, 0, 1)
+    return image if image.shape[-1] == 3 else image[..., 0]
+
+
+def _count(counts: Sequence[int]) -> str:
+    """'3' or '1 to 3'."""
+    return f'{counts[0]}' if len(counts) == 1 else f'{counts[0]} to {counts[-1]}'
+
+
+def _legend_columns(entries: int, width: float) -> int:
+    """Columns for `entries` in as few rows as `LEGEND_COLUMN`s in `width` inches allow, and the
+    rows filled evenly (9 entries in 2 rows of 5 and 4, not of 8 and 1)."""
+    rows = -(-entries // max(1, int(width // LEGEND_COLUMN)))
+    return -(-entries // rows)
+
+
+def _legend_height(entries: int, ncols: int, title: bool) -> float:
+    """Inches for a legend of `entries` in `ncols` columns below the panels."""
+    rows = -(-entries // ncols)
+    return LEGEND_HEIGHT - (not title) * LEGEND_TITLE + LEGEND_ROW * (rows - 1)
 
 
 def _seed_curves(values: np.ndarray, count: int, what: str) -> np.ndarray:
