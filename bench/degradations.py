@@ -14,7 +14,6 @@ import jax
 from ctxfuse_jax import degrade
 from ctxfuse_jax.degrade import Uniform, shake
 from ctxfuse_jax.degrade.presets import Degradation as ImageDegradation
-from ctxfuse_jax.evaluate.sweep import blur_region
 
 Degradation = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 
@@ -35,8 +34,10 @@ def gaussian(images: jax.Array, masks: jax.Array, key: jax.Array) -> jax.Array:
 
 
 def gaussian_foreground(images: jax.Array, masks: jax.Array, key: jax.Array) -> jax.Array:
-    """The fusion sweep's foreground-only blur (`evaluate.sweep.blur_region`)."""
-    return blur_region(images, masks, _sweep_sigmas(key, images), True)
+    """The fusion job's foreground-only blur, as its `blur_foreground` condition computes it
+    (`evaluate.conditions.gaussian_blur_family`): the object blurred, the background bit-identical."""
+    blurred = degrade.gaussian_blur(images, _sweep_sigmas(key, images))
+    return degrade.composite(images, blurred, masks, "foreground")
 
 
 def _whole(level: ImageDegradation) -> Degradation:

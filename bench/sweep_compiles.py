@@ -1,10 +1,14 @@
-"""Compilations and compile time of the default fusion job (`configs/fusion.py`, 64 px, streams
-at width 0.25): the whole robustness sweep (9 sigmas x 2 regions over the test split), jitted
-once as the project does against a naive jit with sigma static (one program per sigma), and each
-stage's train step. Counted with `jax.monitoring` (`bench.compile_events`), each variant in its own
-process (`bench.sweep_workloads`), interleaved.
+"""Compilations and compile time of the default fusion job: its evaluation and its train steps.
 
-    PYTHONPATH=. python -m bench.sweep_compiles     # 3-6 min on 2 shared cores
+The default job (`configs/fusion.py`, 64 px, streams at width 0.25) evaluates 9 sigmas x 2 blur
+regions over the test split, jitted once as the project's evaluator does
+(`evaluate.evaluator.make_condition_step`: family and level traced), against a naive jit with
+family and level static (one program per condition and level, 18); and each stage's train step.
+Counted with `jax.monitoring` (`bench.compile_events`), each variant in its own process
+(`bench.sweep_workloads`), interleaved.
+
+    PYTHONPATH=. python -m bench.sweep_compiles                   # 3-6 min on 2 shared cores
+    PYTHONPATH=. python -m bench.sweep_compiles --preset smoke    # a quick check (3 sigmas, 32 px)
 """
 
 import argparse
@@ -15,13 +19,15 @@ from bench import harness
 
 S = "bench.sweep_workloads"
 ONCE = "once"
-SWEEP_JITS = (ONCE, "per sigma")  # `bench.sweep_workloads.SWEEP_JITS`, named here to keep JAX out of this process.
+# `bench.sweep_workloads.CONDITION_JITS`, named here to keep JAX out of this process.
+SWEEP_JITS = (ONCE, "per condition")
 STAGE = "stage "  # Prefix of the stages' train-step compile seconds in the first call's Parts.
 
 
-def workloads() -> dict[str, harness.Workload]:
-    """One worker per sweep jit; the project's one also compiles the stages' train steps."""
-    return {name: harness.Workload(f"{S}:fusion_job", {"sweep_jit": name, "compile_stages": name == ONCE}, 1)
+def workloads(preset: str = "default") -> dict[str, harness.Workload]:
+    """One worker per condition jit; the project's one also compiles the stages' train steps."""
+    return {name: harness.Workload(f"{S}:fusion_job",
+                                   {"sweep_jit": name, "compile_stages": name == ONCE, "preset": preset}, 1)
             for name in SWEEP_JITS}
 
 
@@ -34,10 +40,10 @@ def _row(name: str, when: str, wall_s: float, parts: Mapping[str, float], once_c
 
 
 def table(results: Mapping[str, harness.Result]) -> str:
-    """The sweep per jit, first in a fresh process and again (as for the next seed); then the stages."""
+    """The evaluation per jit, first in a fresh process and again (as for the next seed); then the stages."""
     later = {name: {k: statistics.median(v) for k, v in r.parts.items()} for name, r in results.items()}
     once = results[ONCE].first_parts["compile s"]
-    lines = ["| sweep jit | sweep | compilations | compile s (trace / lower / XLA) | execution s | wall s | "
+    lines = ["| condition jit | evaluation | compilations | compile s (trace / lower / XLA) | execution s | wall s | "
              "compile / wall | compile vs once | peak RSS (MiB) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in results.items():
         lines.append(_row(name, "first (fresh process)", r.first_step_s, r.first_parts, once, r.peak_rss_mib))
@@ -49,12 +55,13 @@ def table(results: Mapping[str, harness.Result]) -> str:
     return "\n".join(lines)
 
 
-def main(rounds: int = 1) -> str:
-    return table(harness.compare(workloads(), rounds=rounds, steps=1))
+def main(rounds: int = 1, preset: str = "default") -> str:
+    return table(harness.compare(workloads(preset), rounds=rounds, steps=1))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=1, help="sweeps per variant after the first")
+    parser.add_argument("--rounds", type=int, default=1, help="evaluations per variant after the first")
+    parser.add_argument("--preset", default="default", help="configs/fusion.py preset (smoke: a quick check)")
     args = parser.parse_args()
-    print(main(args.rounds))
+    print(main(args.rounds, args.preset))
