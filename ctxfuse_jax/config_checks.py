@@ -13,6 +13,7 @@ no device, well under a second). Only light modules are imported: no TensorFlow,
 back in about two seconds.
 """
 
+import json
 import math
 import numbers
 import os
@@ -303,7 +304,7 @@ def _backbone_options(config: Section, key: str, name_field: str, compute_dtype:
 
 
 def check_model(config: Section, key: str = "model", *, image_size: int, image_key: str = "data.image_size",
-                compute_dtype: str = "float32") -> None:
+                compute_dtype: str = "float32") -> Traced:
     """A zoo model section (`name`, `width`, `conv`, and any other keyword the model takes), traced on
     `image_size` images (`image_key` says where that size is set)."""
     name, options = _backbone_options(config, key, "name", compute_dtype)
@@ -312,7 +313,7 @@ def check_model(config: Section, key: str = "model", *, image_size: int, image_k
         model = build_model(name, num_classes=2, **options, **extra)
     except TypeError as error:
         fail(key, config.to_dict(), f"{name} does not take these options ({error})")
-    _trace_backbone(model, _dotted(key, "width"), config.width, image_key, image_size)
+    return _trace_backbone(model, _dotted(key, "width"), config.width, image_key, image_size)
 
 
 # --- top-level values -----------------------------------------------------------------------
@@ -537,8 +538,109 @@ def check_fusion(config: Section) -> None:
     check_analysis(section(config, "", "analysis"), stream=stream, head=head)
 
 
+# --- in9 (seed 004) sections ------------------------------------------------------------------
+
+IN9_RELEASE = "in9_folders"  # `experiments.in9.data.RELEASE`: the backgrounds-challenge folders
+IN9_NEEDED = ("original", "mixed_same", "mixed_rand")  # the variants BG-gap and the challenge read
+
+
+def _check_in9_conditions(config: Section) -> None:
+    """The variant family `in9` (with the variants the measures read) and, optionally, `challenge`."""
+    conditions = check_eval(section(config, "", "eval"), "eval")
+    variants = conditions.get("in9")
+    if variants is None or variants.kind != "variant":
+        fail("eval.conditions.in9", variants and variants.to_dict(), "must be a 'variant' condition: the report "
+                                                                     "reads every test variant from it")
+    missing = [v for v in IN9_NEEDED if v not in variants.variants]
+    if missing:
+        fail("eval.conditions.in9.variants", variants.variants, f"lacks {missing}: BG-gap and the challenge read them")
+    extra = sorted(set(conditions) - {"in9", "challenge"})
+    if extra:
+        fail(f"eval.conditions.{extra[0]}", conditions[extra[0]].to_dict(), "in9 reads the conditions 'in9' and "
+                                                                              "'challenge' only")
+    if "challenge" in conditions and conditions.challenge.kind != "composite":
+        fail("eval.conditions.challenge.kind", conditions.challenge.kind, "must be 'composite'")
+
+
+def _check_release(config: Section) -> None:
+    """The released folders and the pretrained models scored on them (nothing is trained)."""
+    data = config.data
+    root = string(data, "data", "root")
+    if not os.path.isdir(root):
+        fail("data.root", root, "no such directory; download backgrounds_challenge_data from the releases of "
+                                "github.com/MadryLab/backgrounds_challenge and pass its folder")
+    integer(data, "data", "image_size", 16)
+    if config.train_variants:
+        fail("train_variants", config.train_variants, "must be () for the release: it holds test sets only")
+    pretrained = section(config, "", "pretrained")
+    if not pretrained:
+        fail("pretrained", pretrained.to_dict(), "name at least one model to score (arch, width, num_classes, "
+                                                 "weights, class_map)")
+    for name, model in pretrained.items():
+        key = f"pretrained.{name}"
+        model = section(pretrained, "pretrained", name)
+        registered(model, key, "arch", lambda arch: build_model(arch, num_classes=2))
+        number(model, key, "width", 0.0, low_open=True)
+        integer(model, key, "num_classes", 2)
+        _check_weights(model, key, model.arch)
+        if not model.weights:
+            fail(_dotted(key, "weights"), model.weights, "must name a converted weights file")
+        class_map = string(model, key, "class_map")
+        if class_map and not os.path.isfile(class_map):
+            fail(_dotted(key, "class_map"), class_map, "no such file; in_to_in9.json comes with "
+                                                       "MadryLab/backgrounds_challenge ('' for a model with the "
+                                                       "release's classes)")
+
+
+def _check_fusion_workdir(config: Section) -> None:
+    path = string(config, "", "fusion_workdir")
+    if not path:
+        return
+    stored = os.path.join(path, "config.json")
+    if not os.path.isfile(stored):
+        fail("fusion_workdir", path, "holds no config.json: run configs/fusion.py there to the end first")
+    with open(stored) as f:
+        fusion = json.load(f)
+    if fusion.get("experiment") != "fusion":
+        fail("fusion_workdir", path, f"holds a {fusion.get('experiment')!r} run, not a fusion one")
+    if fusion.get("data") != config.data.to_dict():
+        fail("fusion_workdir", path, f"its models were trained on data {fusion.get('data')}, this run tests on "
+                                     f"{config.data.to_dict()}: set config.data to the fusion run's")
+
+
+def check_in9(config: Section) -> None:
+    """configs/in9.py: models trained on background variants, scored on every variant and the challenge."""
+    check_seeds(config)
+    check_compute_dtype(config)
+    check_loop(section(config, "", "loop"))
+    _check_in9_conditions(config)
+    if field(config, "", "train_variants"):  # () is allowed where nothing is trained (the release)
+        distinct_tuple(config, "", "train_variants", f"background variants {degrade_backgrounds.VARIANTS}",
+                       lambda v: v in degrade_backgrounds.VARIANTS)
+    data = section(config, "", "data")
+    if data.get("name") == IN9_RELEASE:
+        _check_release(config)
+        return
+    check_data(data, "data")
+    if data.name == "embedded" and data.variant != embedded_choices.OBJECTS:
+        fail("data.variant", data.variant, f"must be {embedded_choices.OBJECTS!r}: the variants need each "
+                                           "image's object mask and box")
+    if not config.train_variants:
+        fail("train_variants", config.train_variants, f"name the training sets, e.g. {IN9_NEEDED[:1]}")
+    check_train(section(config, "", "train"), "train", train_examples(data))
+    model = check_model(section(config, "", "model"), "model", image_size=data.image_size,
+                        compute_dtype=config.compute_dtype)
+    analysis = section(config, "", "analysis")
+    _feature_map(analysis, "analysis", "cam_layer", model)
+    for name in ("gradcam_images", "figure_images", "figure_classes", "figure_backgrounds"):
+        integer(analysis, "analysis", name, 1)
+    integer(analysis, "analysis", "progress_every_epochs", 0, why="0: score the variants only at the end")
+    _check_fusion_workdir(config)
+
+
 # One per experiment of `experiments.registry.EXPERIMENTS` (a test keeps the two in step).
-EXPERIMENT_CHECKS: dict[str, Callable[[Section], None]] = {"fusion": check_fusion, "supervised": check_supervised}
+EXPERIMENT_CHECKS: dict[str, Callable[[Section], None]] = {"fusion": check_fusion, "in9": check_in9,
+                                                           "supervised": check_supervised}
 
 
 def check_config(config: Section) -> None:

@@ -19,7 +19,7 @@ from ctxfuse_jax.data.pipeline import ArraySplit, train_batches
 from ctxfuse_jax.data.sources import Labelled
 from ctxfuse_jax.evaluate import pooled_features
 from ctxfuse_jax.evaluate.scoring import score_split
-from ctxfuse_jax.experiments import supervised
+from ctxfuse_jax.experiments import classification
 from ctxfuse_jax.experiments.fusion import analysis as fusion_analysis
 from ctxfuse_jax.experiments.fusion import experiment as fusion_experiment
 from ctxfuse_jax.experiments.fusion import networks as fusion
@@ -81,7 +81,7 @@ def test_compute_dtype_names_and_errors():
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 def test_training_computes_in_the_configured_precision_on_float32_state(precision):
     config = configured(supervised_config, precision)
-    step, state, batch = classifier_step(supervised.classifier_module(config, num_classes=4), config.train)
+    step, state, batch = classifier_step(classification.classifier_module(config, num_classes=4), config.train)
     dtypes = matmul_operand_dtypes(step, state, batch)
     assert len(dtypes) > 60  # forward, input and filter gradients of 20 convolutions and the head
     if precision == "float32":

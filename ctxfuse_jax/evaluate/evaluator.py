@@ -84,21 +84,31 @@ def make_condition_step(specs: Mapping[str, PlayerSpec], logits_fn: LogitsFn, fa
 
 def evaluate_conditions(step, players: Mapping[str, Player], split: ArraySplit, families: Sequence[Family],
                         global_batch_size: int, mesh: jax.sharding.Mesh, *, num_classes: int,
-                        seed: int = 0) -> ConditionScores:
+                        seed: int = 0, bank: Mapping[str, np.ndarray] | None = None,
+                        only: Sequence[str] | None = None) -> ConditionScores:
     """Scores every example of `split` (or of a family's `examples`) exactly once under every level.
 
-    `seed` draws the mixed_* donors and keys random degradations (noise, motion angles), so the
-    same seed shows every model the same images. All batches share one shape, so the whole
-    evaluation runs one compiled program.
+    `families` are the step's (`make_condition_step`), in its order; `only` names the ones to
+    score (default all). `seed` draws the mixed_* donors and keys random degradations (noise,
+    motion angles), so the same seed shows every model the same images. All batches share one
+    shape, so the whole evaluation runs one compiled program. `bank` replaces the one built from
+    `split` (e.g. the released Only-BG-T images).
     """
+    unknown = sorted(set(only or ()) - {family.name for family in families})
+    if unknown:
+        raise KeyError(f"no conditions {unknown}; the step has {[family.name for family in families]}")
     arrays = ArraySplit({**split.arrays, "index": np.arange(len(split), dtype=np.int32)})
-    bank_keys = set().union(*(family.bank_keys for family in families))
-    bank = sharding.put_replicated(build_bank(split.arrays, bank_keys, num_classes, seed), mesh)
+    if bank is None:
+        bank_keys = set().union(*(family.bank_keys for family in families if only is None or family.name in only))
+        bank = build_bank(split.arrays, bank_keys, num_classes, seed)
+    bank = sharding.put_replicated(dict(bank), mesh)
     players = sharding.put_replicated(dict(players), mesh)
     root = jax.random.PRNGKey(seed)
     on_device: dict[tuple[int, ...] | None, tuple[list, np.ndarray]] = {}
     scores = {}
     for family_index, family in enumerate(families):
+        if only is not None and family.name not in only:
+            continue
         if family.examples not in on_device:  # Families scoring the same examples share their batches.
             chosen = arrays if family.examples is None else arrays.subset(np.asarray(family.examples))
             batches = [sharding.put_batch(b, mesh) for b in eval_batches(chosen, global_batch_size)]

@@ -16,6 +16,8 @@ import ml_collections
 from ctxfuse_jax.data import pipeline
 from ctxfuse_jax.data.augment import augment
 from ctxfuse_jax.evaluate.scoring import score_split
+from ctxfuse_jax.models.precision import compute_dtype
+from ctxfuse_jax.models.registry import build_model
 from ctxfuse_jax.train import losses
 from ctxfuse_jax.train.forward import Forward
 from ctxfuse_jax.train.loop import LoopOptions, Stage, run_stage
@@ -26,6 +28,14 @@ from ctxfuse_jax.train.steps import Update, make_eval_step
 Predict = Callable[[Forward, Any, bool], jax.Array]
 # (batch, rng) -> what `predict` classifies; `rng` draws the training augmentation, None at evaluation.
 Inputs = Callable[[Mapping[str, jax.Array], jax.Array | None], Any]
+
+
+def classifier_module(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
+    """The zoo model `config.model` names (its other fields: width, conv, ...), computing in the
+    configured precision."""
+    options = {k: v for k, v in config.model.items() if k != "name"}
+    return build_model(config.model.name, num_classes=num_classes, dtype=compute_dtype(config.compute_dtype),
+                       **options)
 
 
 def step_counts(train_config: ml_collections.ConfigDict, split_size: int) -> tuple[int, int]:
@@ -82,14 +92,21 @@ def classification_stage(name: str, specs: Mapping[str, PlayerSpec], predict: Pr
                          moving: tuple[str, ...], init_state: Callable[[], TrainState],
                          train_split: pipeline.ArraySplit, test_split: pipeline.ArraySplit,
                          train_config: ml_collections.ConfigDict, seed: int,
-                         mesh: jax.sharding.Mesh, fingerprint: Mapping, inputs: Inputs | None = None) -> Stage:
+                         mesh: jax.sharding.Mesh, fingerprint: Mapping, inputs: Inputs | None = None,
+                         extra_metrics: Callable[[TrainState], dict[str, float]] | None = None) -> Stage:
     """A resumable stage training `moving` players, evaluated on `test_split` at the end.
 
     `inputs` turns a batch of the splits into what `predict` takes: by default `image_inputs`.
+    `extra_metrics(state)` adds to every evaluation (e.g. accuracy under test conditions).
     """
     inputs = inputs or image_inputs(train_config.augment)
     total, _ = step_counts(train_config, len(train_split))
     eval_step = jax.jit(make_eval_step(specs, classification_metrics(predict, inputs)))
+
+    def evaluate(state: TrainState) -> dict[str, float]:
+        metrics = score_split(eval_step, state, test_split, train_config.batch_size, mesh)
+        return {**metrics, **(extra_metrics(state) if extra_metrics else {})}
+
     return Stage(
         name=name, specs=specs,
         updates=[classification_update(predict, moving, train_config, inputs)],
@@ -97,7 +114,7 @@ def classification_stage(name: str, specs: Mapping[str, PlayerSpec], predict: Pr
         batches=lambda start: pipeline.train_batches(train_split, train_config.batch_size, seed, start),
         num_steps=total,
         fingerprint={**fingerprint, "train": train_config.to_dict(), "seed": seed},
-        evaluate=lambda state: score_split(eval_step, state, test_split, train_config.batch_size, mesh))
+        evaluate=evaluate)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,11 +136,13 @@ def train_classifier(name: str, predict: Predict, *, learners: Mapping[str, Lear
                      frozen: Mapping[str, tuple[nn.Module, Variables]], train_split: pipeline.ArraySplit,
                      test_split: pipeline.ArraySplit, train_config: ml_collections.ConfigDict, seed: int,
                      train_rng: jax.Array, workdir: str, mesh: jax.sharding.Mesh, loop: LoopOptions,
-                     fingerprint: Mapping, inputs: Inputs | None = None) -> Trained:
+                     fingerprint: Mapping, inputs: Inputs | None = None,
+                     extra_metrics: Callable[[TrainState], dict[str, float]] | None = None) -> Trained:
     """The one stage set-up every experiment uses: specs, init, a resumable stage, variables out.
 
     `learners` are initialised here and trained; `frozen` players (e.g. pretrained streams) run in
-    inference mode and keep their variables. `predict(forward, inputs, train)` classifies.
+    inference mode and keep their variables. `predict(forward, inputs, train)` classifies;
+    `extra_metrics` adds to each evaluation (`classification_stage`).
     """
     specs = {player: PlayerSpec(module) for player, (module, _) in frozen.items()}
     specs.update({player: PlayerSpec(learner.module, optimizer_for(train_config, len(train_split)))
@@ -137,7 +156,7 @@ def train_classifier(name: str, predict: Predict, *, learners: Mapping[str, Lear
         return new_train_state(specs, variables, train_rng)
 
     stage = classification_stage(name, specs, predict, tuple(learners), init_state, train_split, test_split,
-                                 train_config, seed, mesh, fingerprint, inputs)
+                                 train_config, seed, mesh, fingerprint, inputs, extra_metrics)
     result = run_stage(stage, workdir, mesh, loop)
     players = jax.device_get(result.state.players)
     return Trained({player: {"params": players[player].params, "batch_stats": players[player].batch_stats}

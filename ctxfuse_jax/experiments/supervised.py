@@ -2,29 +2,16 @@
 
 import os
 
-import flax.linen as nn
 import jax
 import ml_collections
 
 from ctxfuse_jax import provenance
 from ctxfuse_jax.data.sources import load_labelled
-from ctxfuse_jax.experiments.classification import Learner, image_sample, train_classifier
+from ctxfuse_jax.experiments.classification import Learner, classifier_module, image_sample, train_classifier
 from ctxfuse_jax.files import write_json_atomic
-from ctxfuse_jax.models.precision import compute_dtype
-from ctxfuse_jax.models.registry import build_model
 from ctxfuse_jax.train import sharding
 from ctxfuse_jax.train.loop import LoopOptions
 from ctxfuse_jax.train.state import count_params
-
-
-def model_kwargs(model_config: ml_collections.ConfigDict) -> dict:
-    return {k: v for k, v in model_config.items() if k != "name"}
-
-
-def classifier_module(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
-    """The configured zoo model, computing in the configured precision."""
-    return build_model(config.model.name, num_classes=num_classes, dtype=compute_dtype(config.compute_dtype),
-                       **model_kwargs(config.model))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 import jax
 import orbax.checkpoint as ocp
+from flax import traverse_util
 
 from ctxfuse_jax.errors import CheckpointError
 from ctxfuse_jax.train.state import TrainState
@@ -87,6 +88,36 @@ class Checkpointer:
 
     def close(self) -> None:
         self._manager.close()
+
+
+def read_players(directory: str, names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Another run's trained variables: each named player's params and batch_stats at the latest step.
+
+    Read-only (nothing is written under `directory`), for evaluating a finished workdir; check
+    what comes back with `check_fits` before using it.
+    """
+    manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True))
+    step = manager.latest_step()
+    if step is None:
+        raise CheckpointError(f"{directory} holds no checkpoint; finish that run first")
+    saved = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]["players"]
+    missing = [name for name in names if name not in saved]
+    if missing:
+        raise CheckpointError(f"{directory}/{step} has no players {missing}; it holds {sorted(saved)}")
+    return {name: jax.device_get({k: saved[name].get(k) or {} for k in ("params", "batch_stats")})
+            for name in names}
+
+
+def check_fits(variables: Mapping[str, Any], shapes: Mapping[str, Any], where: str) -> None:
+    """Refuses variables whose structure or shapes differ from the model's (`shapes`: its variables
+    or their ShapeDtypeStructs), so nothing is ever loaded into the wrong model."""
+    want, got = (traverse_util.flatten_dict(jax.tree.map(lambda x: tuple(x.shape), dict(tree)), sep="/")
+                 for tree in (shapes, variables))
+    diffs = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
+    if diffs:
+        detail = ", ".join(f"{k}: saved {got.get(k)}, expected {want.get(k)}" for k in diffs[:3])
+        raise CheckpointError(f"{where} does not fit the model it is read into ({detail}); was it written with "
+                              "other settings?")
 
 
 def jsonable(value: Any) -> Any:

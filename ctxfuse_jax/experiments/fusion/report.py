@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ctxfuse_jax.report import tables
+from ctxfuse_jax.report.markdown import figure_lines, fingerprint_line
 
 CLAIM = ("Seed 000 (contextual fusion) claims that a classifier fusing a foreground (object) stream with a "
          "background (scene) stream is more robust to blur of the object than the foreground stream alone.")
@@ -127,13 +128,6 @@ def stage_table(stage_metrics: Mapping[str, Mapping[str, Mapping[str, float]]]) 
     return "\n".join(lines)
 
 
-def fingerprint_line(fingerprint: Mapping[str, Any]) -> str:
-    """Which config and input files produced these numbers, by content."""
-    inputs = ", ".join(f"`{key}` {v['path']} (sha256 {v['sha256'][:12]})" for key, v in fingerprint["inputs"].items())
-    return (f"Config sha256 `{fingerprint['config_sha256'][:12]}`; input files: {inputs or 'none'} "
-            "(full hashes in `results.json`).")
-
-
 def write_report(path: str, *, config: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
                  titles: Mapping[str, str], models: Sequence[str], stage_metrics: Mapping[str, Any],
                  figures: Mapping[str, str], extra_sections: Mapping[str, str], seconds: float,
@@ -170,7 +164,7 @@ def write_report(path: str, *, config: Mapping[str, Any], rows: Sequence[Mapping
             parts += [f"## Accuracy (%), {test_set}, {title}", accuracy_table(rows, condition, test_set, models),
                       f"## Relative accuracy (% of own sharp accuracy), {test_set}, {title}",
                       accuracy_table(rows, condition, test_set, models, relative=True)]
-    parts += ["## Figures", *[f"![{caption}]({rel})\n\n*{caption}*" for caption, rel in figures.items()]]
+    parts += ["## Figures", *figure_lines(figures)]
     for title, body in extra_sections.items():
         parts += [f"## {title}", body]
     parts += ["## Training stages (test split, final)", stage_table(stage_metrics),

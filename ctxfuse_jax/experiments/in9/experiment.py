@@ -1,0 +1,243 @@
+"""The ImageNet-9 background study (seed 004) end to end.
+
+Per seed: train the zoo classifier on each configured training variant (Original, Only-BG-T, No-FG,
+Only-FG, Mixed-Rand), the Original one scored on every test variant as it trains (the paper's
+"benchmark progress"); then score every model — and the FG, BG, Joint (and FG-conv) classifiers of
+a finished fusion workdir, when one is given — under the evaluator's conditions: every test variant
+and the adversarial-backgrounds challenge, one compiled program per architecture. From the
+per-example predictions: accuracy per variant, BG-gap, challenge accuracy and fooling rates, the
+fine-grained Mixed-Rand split, and the Grad-CAM mass inside the foreground.
+"""
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from ctxfuse_jax import degrade
+from ctxfuse_jax.data.pipeline import steps_per_epoch, to_unit_float
+from ctxfuse_jax.data.sources import Labelled, load_labelled
+from ctxfuse_jax.evaluate import apply_tapped, gradcam
+from ctxfuse_jax.evaluate.conditions import Family, build_bank, build_families
+from ctxfuse_jax.evaluate.evaluator import ConditionScores, LogitsFn, evaluate_conditions, frozen_players, \
+    make_condition_step
+from ctxfuse_jax.experiments.classification import Learner, classifier_module, image_sample, train_classifier
+from ctxfuse_jax.experiments.fusion import finished as fusion_finished
+from ctxfuse_jax.experiments.fusion import networks as fusion_networks
+from ctxfuse_jax.experiments.in9 import data as in9_data
+from ctxfuse_jax.experiments.in9 import measures, outputs
+from ctxfuse_jax.train import sharding
+from ctxfuse_jax.train.loop import LoopOptions
+from ctxfuse_jax.train.monitor import METRICS_FILE
+from ctxfuse_jax.train.state import PlayerSpec
+
+VARIANTS = "in9"  # the config's variant family (every test variant)
+CHALLENGE = "challenge"  # the config's composite family
+PROGRESS_KEY = "in9/"  # eval metrics of the Original model while it trains: eval/in9/<variant>
+
+
+def trained_name(variant: str) -> str:
+    return f"{in9_data.NAMES[variant]}-trained"
+
+
+def fusion_name(model: str) -> str:
+    return f"fusion {model}"
+
+
+def _rngs(seed: int, variant: str) -> tuple[jax.Array, jax.Array]:
+    """(init, train) keys of the model trained on `variant`; independent of which others are trained."""
+    return tuple(jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), degrade.VARIANTS.index(variant))))
+
+
+class Scorer:
+    """The configured families over the test split, and one compiled step per architecture."""
+
+    def __init__(self, config: ml_collections.ConfigDict, data: Labelled, mesh: jax.sharding.Mesh):
+        self.config, self.data, self.mesh = config, data, mesh
+        self.families = build_families(config.eval.conditions.to_dict(), data.test.arrays["image"].shape[1],
+                                       len(data.test), config.eval.seed)
+        self._steps: dict[str, Callable] = {}
+        classifier = PlayerSpec(classifier_module(config, data.num_classes))
+        self.architectures: dict[str, tuple[dict, LogitsFn]] = {
+            "classifier": ({"classifier": classifier}, lambda fw, x: {"classifier": fw("classifier", x)})}
+
+    def score(self, architecture: str, players: Mapping[str, Any], only: tuple[str, ...] | None = None
+              ) -> ConditionScores:
+        """Every family (or those named in `only`) over the test split; one architecture, one program."""
+        specs, logits_fn = self.architectures[architecture]
+        if architecture not in self._steps:
+            self._steps[architecture] = make_condition_step(specs, logits_fn, self.families)
+        return evaluate_conditions(self._steps[architecture], players, self.data.test, self.families,
+                                   self.config.eval.batch_size, self.mesh, num_classes=self.data.num_classes,
+                                   seed=self.config.eval.seed, only=only)
+
+    @property
+    def variant_family(self) -> Family:
+        return next(f for f in self.families if f.name == VARIANTS)
+
+    def gradcam(self, variables: Mapping[str, Any], images: jax.Array, labels: jax.Array) -> jax.Array:
+        """Grad-CAM of `labels` at `analysis.cam_layer` of a classifier trained here; one program for all."""
+        if "gradcam" not in self._steps:
+            module = classifier_module(self.config, self.data.num_classes)
+            layer = self.config.analysis.cam_layer
+
+            def maps(variables, images, labels):
+                return gradcam(lambda x, delta: apply_tapped(module, variables, layer, x, delta=delta), images,
+                               labels)
+
+            self._steps["gradcam"] = jax.jit(maps)
+        return self._steps["gradcam"](variables, images, labels)
+
+
+def variant_accuracy(scores: ConditionScores, model: str) -> dict[str, float]:
+    """{variant: accuracy} of one model."""
+    return dict(zip(scores.family(VARIANTS).levels, scores.correct(model, VARIANTS).mean(axis=1).tolist()))
+
+
+def train_on_variant(config, data: Labelled, variant: str, seed: int, seed_dir: str, mesh,
+                     scorer: Scorer) -> tuple[dict, dict]:
+    """Trains the classifier on the `variant` training set (tested on the same variant); the Original
+    one is also scored on every test variant every `analysis.progress_every_epochs` epochs."""
+    train = in9_data.variant_split(data.train, variant, data.num_classes, seed)
+    test = in9_data.variant_split(data.test, variant, data.num_classes, config.eval.seed)
+    init_rng, train_rng = _rngs(seed, variant)
+    loop, extra = LoopOptions(**config.loop), None
+    if variant == "original" and config.analysis.progress_every_epochs:
+        loop = dataclasses.replace(loop, eval_every=config.analysis.progress_every_epochs
+                                   * steps_per_epoch(len(train), config.train.batch_size))
+
+        def extra(state):
+            player = state.players["classifier"]  # without optimizer state: the program scoring finished models
+            players = frozen_players({"classifier": {"params": player.params, "batch_stats": player.batch_stats}})
+            scores = scorer.score("classifier", players, only=(VARIANTS,))
+            return {f"{PROGRESS_KEY}{v}": a for v, a in variant_accuracy(scores, "classifier").items()}
+
+    trained = train_classifier(
+        f"train_{variant}", lambda fw, x, train_mode: fw("classifier", x, train=train_mode),
+        learners={"classifier": Learner(classifier_module(config, data.num_classes), image_sample(train), init_rng)},
+        frozen={}, train_split=train, test_split=test, train_config=config.train, seed=seed, train_rng=train_rng,
+        workdir=seed_dir, mesh=mesh, loop=loop, extra_metrics=extra,
+        fingerprint={"model": config.model.to_dict(), "data": config.data.to_dict(), "variant": variant,
+                     "compute_dtype": config.compute_dtype, "eval": config.eval.to_dict(),
+                     "progress_every_epochs": config.analysis.progress_every_epochs})
+    return trained.variables["classifier"], trained.metrics
+
+
+def progress_points(seed_dir: str, steps_per_epoch_: int) -> list[dict[str, float]]:
+    """The Original model's accuracy on every test variant at each evaluation while it trained."""
+    path = os.path.join(seed_dir, "train_original", METRICS_FILE)
+    points = []
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                record = json.loads(line)
+                prefix = f"eval/{PROGRESS_KEY}"
+                accuracy = {k[len(prefix):]: v for k, v in record.items() if k.startswith(prefix)}
+                if accuracy:
+                    points.append({"epoch": record["step"] / steps_per_epoch_, **accuracy})
+    return points
+
+
+def gradcam_masses(data: Labelled, scorer: Scorer, variables: dict, indices: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Grad-CAM (true class) of chosen test images, and each map's mass inside the foreground mask."""
+    test = data.test.arrays
+    heatmaps = np.asarray(scorer.gradcam(variables, to_unit_float(jnp.asarray(test["image"][indices])),
+                                         jnp.asarray(test["label"][indices])))
+    return heatmaps, measures.mass_inside(heatmaps, test["mask"][indices])
+
+
+def seed_measures(scores: ConditionScores, model: str, data: Labelled, donors: np.ndarray) -> dict[str, Any]:
+    """Everything the report says about one model of one seed, from its per-example predictions."""
+    labels = data.test.arrays["label"]
+    accuracy = variant_accuracy(scores, model)
+    variants = scores.family(VARIANTS)
+    result: dict[str, Any] = {"accuracy": accuracy}
+    if {"mixed_same", "mixed_rand"} <= set(accuracy):
+        result["bg_gap"] = measures.bg_gap(accuracy)
+    if "mixed_rand" in variants.levels:
+        mixed = variants.predictions[model][variants.levels.index("mixed_rand")]
+        result["follows"] = measures.follows(mixed, labels, labels[donors])
+    if CHALLENGE in scores.families:
+        challenge = scores.family(CHALLENGE)
+        correct = scores.correct(model, CHALLENGE)
+        background_labels = labels[np.asarray(challenge.levels, int)]
+        rates = measures.fooling_rates(correct, labels[challenge.examples], background_labels)
+        original = scores.correct(model, VARIANTS)[variants.levels.index("original"), challenge.examples]
+        result["challenge"] = {
+            "accuracy": measures.challenge_accuracy(correct),
+            # Of the foregrounds recognised on their own image, the share some background flips.
+            "fooled_share": float((~correct.all(axis=0))[original].mean()) if original.any() else float("nan"),
+            "foregrounds": len(challenge.examples), "backgrounds": len(challenge.levels),
+            "fooling_rates": rates.tolist()}
+    return result
+
+
+def fusion_scores(config, data: Labelled, scorer: Scorer) -> dict[int, dict[str, ConditionScores]]:
+    """{seed: {model: scores}} of a finished fusion workdir's classifiers, in one program for all."""
+    fusion_config, models = fusion_finished.load_models(config.fusion_workdir, data.num_classes)
+    stream = fusion_networks.stream_module(fusion_config)
+    specs = {f"{role}_stream": PlayerSpec(stream) for role in fusion_networks.ROLES}
+    heads = {m: v for m, v in models[next(iter(models))][1].items()}
+    specs.update({f"head_{m}": PlayerSpec(fusion_networks.head_module(m, fusion_config, data.num_classes))
+                  for m in heads})
+
+    def logits(fw, images):
+        features = {role: fw(f"{role}_stream", images) for role in fusion_networks.ROLES}
+        return {fusion_name(m): fw(f"head_{m}", *[features[r] for r in fusion_networks.STREAMS_OF[m]])
+                for m in heads}
+
+    scorer.architectures["fusion"] = (specs, logits)
+    results = {}
+    for seed, (streams, head_variables) in models.items():
+        players = frozen_players({**{f"{r}_stream": streams[r] for r in fusion_networks.ROLES},
+                                  **{f"head_{m}": v for m, v in head_variables.items()}})
+        results[int(seed)] = scorer.score("fusion", players)
+    return results
+
+
+def run_seed(config, data: Labelled, seed: int, seed_dir: str, mesh, scorer: Scorer, donors: np.ndarray,
+             cam_images: np.ndarray) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """One seed: every training variant's model trained, scored and measured; and their Grad-CAM maps."""
+    models, stages, cams = {}, {}, {}
+    for variant in config.train_variants:
+        name = trained_name(variant)
+        variables, stages[f"train_{variant}"] = train_on_variant(config, data, variant, seed, seed_dir, mesh, scorer)
+        scores = scorer.score("classifier", frozen_players({"classifier": variables}))
+        models[name] = seed_measures(scores, "classifier", data, donors)
+        cams[name], mass = gradcam_masses(data, scorer, variables, cam_images)
+        models[name]["gradcam_mass"] = float(np.nanmean(mass))
+    per_epoch = steps_per_epoch(len(data.train), config.train.batch_size)
+    return {"models": models, "stages": stages, "progress": progress_points(seed_dir, per_epoch)}, cams
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """The experiment for a config that passed `config_checks.check_config` (as the CLI does first)."""
+    start = time.monotonic()
+    mesh = sharding.make_mesh()
+    data = load_labelled(config.data)
+    scorer = Scorer(config, data, mesh)
+    donors = build_bank(data.test.arrays, {"mixed_rand"}, data.num_classes, config.eval.seed)["mixed_rand"]
+    cam_images = np.sort(np.random.default_rng(config.eval.seed).choice(
+        len(data.test), min(config.analysis.gradcam_images, len(data.test)), replace=False))
+    trained, first_cams = {}, None
+    for seed in config.seeds:
+        trained[seed], cams = run_seed(config, data, seed, os.path.join(workdir, f"seed_{seed}"), mesh, scorer,
+                                       donors, cam_images)
+        first_cams = first_cams or cams
+    fusion = {}
+    if config.fusion_workdir:
+        for seed, scores in fusion_scores(config, data, scorer).items():
+            fusion[seed] = {model: seed_measures(scores, model, data, donors)
+                            for model in scores.family(VARIANTS).predictions}
+    results = {"trained": trained, "fusion": fusion}
+    if jax.process_index() == 0:
+        outputs.write_outputs(config, data, scorer, results, first_cams, cam_images, workdir,
+                              time.monotonic() - start)
+    return results
