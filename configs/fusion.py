@@ -31,7 +31,7 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
     preset = defaults.preset_name(preset, PRESETS, "configs/fusion.py")
     config = ml_collections.ConfigDict()
     config.experiment = "fusion"
-    config.seeds = (0,)
+    config.seeds = (0, 1, 2)
     # "bfloat16": mixed precision for streams, their pretraining and the heads (float32 params,
     # optimizer and BN statistics) on GPUs and TPUs; slower on CPUs without native bf16.
     config.compute_dtype = "float32"
@@ -63,6 +63,7 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
     config.loop = defaults.loop(log_every=25, checkpoint_every=200)
 
     if preset == "smoke":
+        config.seeds = (0,)
         tiny = dict(image_size=32, num_examples=256)
         config.data.update(tiny)
         config.streams.width = 0.125

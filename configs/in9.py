@@ -41,12 +41,13 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
     # foregrounds pasted on each of a bank of Only-BG-T backgrounds (0: all test images).
     config.eval = ml_collections.ConfigDict(dict(batch_size=128, seed=0, conditions=dict(
         in9=dict(kind="variant", variants=VARIANTS),
-        challenge=dict(kind="composite", num_foregrounds=256, num_backgrounds=96))))
-    # cam_layer: the feature Grad-CAM reads (the last conv stage); progress_every_epochs: how often
-    # the Original model is scored on every variant while it trains (0: never).
+        challenge=dict(kind="composite", num_foregrounds=128, num_backgrounds=72))))
+    # cam_layer: the feature Grad-CAM reads (layer3: 4x4 at 64 px, where layer4 is 2x2);
+    # progress_every_epochs: how often (0: never) the Original model is scored, while it trains, on
+    # every variant of `progress_images` test images (0: all).
     config.analysis = ml_collections.ConfigDict(dict(
-        cam_layer="layer4", gradcam_images=200, figure_images=6, figure_classes=6, figure_backgrounds=5,
-        progress_every_epochs=1))
+        cam_layer="layer3", gradcam_images=200, figure_images=6, figure_classes=6, figure_backgrounds=3,
+        progress_every_epochs=1, progress_images=500))
     config.fusion_workdir = ""  # a finished configs/fusion.py run on the same data, or ''
     config.pretrained = ml_collections.ConfigDict()  # `release`: name -> dict(arch, width, num_classes, ...)
     config.loop = defaults.loop(log_every=25, checkpoint_every=200)
@@ -59,7 +60,7 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
         config.train.optimizer.warmup_epochs = 0.0
         config.eval.batch_size = 64
         config.eval.conditions.challenge.update(num_foregrounds=32, num_backgrounds=8)
-        config.analysis.update(gradcam_images=16, figure_classes=3, figure_backgrounds=3)
+        config.analysis.update(gradcam_images=16, figure_classes=3, progress_images=32)
         config.loop.log_every = 2
     elif preset == "coco":
         config.data = defaults.coco_data(image_size=224)
@@ -68,7 +69,8 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
         config.eval.batch_size = 64
     elif preset == "release":
         config.seeds = (0,)
-        config.data = ml_collections.ConfigDict(dict(name="in9_folders", root="", image_size=224))
+        config.data = ml_collections.ConfigDict(dict(name="in9_folders", root="backgrounds_challenge_data",
+                                                     image_size=224))
         config.train_variants = ()
         config.eval.batch_size = 32
         config.eval.conditions.challenge.update(num_foregrounds=0, num_backgrounds=0)

@@ -634,6 +634,7 @@ def check_in9(config: Section) -> None:
     _feature_map(analysis, "analysis", "cam_layer", model)
     for name in ("gradcam_images", "figure_images", "figure_classes", "figure_backgrounds"):
         integer(analysis, "analysis", name, 1)
+    integer(analysis, "analysis", "progress_images", 0, why="test images scored while training; 0: all")
     integer(analysis, "analysis", "progress_every_epochs", 0, why="0: score the variants only at the end")
     _check_fusion_workdir(config)
 

@@ -14,7 +14,7 @@ import sys
 import ml_collections
 import pytest
 
-from ctxfuse_jax import config_checks, config_defaults
+from ctxfuse_jax import config_checks, config_defaults, provenance
 from ctxfuse_jax.config_checks import check_config, check_devices
 from ctxfuse_jax.errors import ConfigError
 from ctxfuse_jax.experiments.registry import EXPERIMENTS, get_experiment
@@ -53,10 +53,10 @@ PRESETS = [(path, preset) for path in CONFIG_FILES for preset in _config_module(
 def test_every_preset_of_every_config_file_passes(path, preset, tmp_path, monkeypatch):
     config = _config_module(path).get_config(preset)
     monkeypatch.chdir(tmp_path)  # Presets may name weights files relative to the working directory.
-    for role in ("fg", "bg"):
-        weights = config.get("streams", {}).get(role, {}).get("weights")
-        if weights:
-            (tmp_path / weights).write_bytes(b"converted weights")
+    for path in provenance.input_files(config).values():  # weights files, class maps
+        (tmp_path / path).write_bytes(b"converted weights")
+    if config.data.get("root"):  # a folder of released images
+        (tmp_path / config.data.root).mkdir()
     check_config(config)
 
 
@@ -83,7 +83,7 @@ BAD = [
     ("supervised", None, {"data.image_size": 7}, "config.data.image_size=7: must be an integer >= 16"),
     # top level
     ("supervised", None, {"experiment": "nope"}, "config.experiment='nope': unknown experiment 'nope'; choose "
-                                                 "one of ['fusion', 'supervised']"),
+                                                 "one of ['fusion', 'in9', 'supervised']"),
     ("supervised", None, {"experiment": DELETE}, "config.experiment is missing"),
     ("supervised", None, {"seed": -1}, None),
     ("supervised", None, {"seed": 2 ** 32}, "must be an integer in [0, 4294967295]"),
@@ -179,6 +179,19 @@ BAD = [
     ("fusion", None, {"analysis.pca_classes": 0}, None),
     ("fusion", None, {"analysis.pca_images_per_class": 1}, "a class's spread needs two examples"),
     ("fusion", None, {"analysis.pca_sigma": -1.0}, None),
+    # in9 (seed 004)
+    ("in9", None, {"train_variants": ("original", "mixed_weird")}, "'mixed_weird' is not one"),
+    ("in9", None, {"train_variants": ()}, "name the training sets"),
+    ("in9", None, {"eval.conditions.in9.variants": ("original", "only_fg")}, "lacks ['mixed_same', 'mixed_rand']"),
+    ("in9", None, {"eval.conditions.in9.kind": "composite"}, "is not a field of a 'composite' condition"),
+    ("in9", None, {"eval.conditions.challenge.num_backgrounds": -1}, None),
+    ("in9", None, {"eval.conditions.challenge.num_foregrounds": -2}, None),
+    ("in9", None, {"eval.conditions.challenge.kind": "preset"}, "config.eval.conditions.challenge"),
+    ("in9", None, {"analysis.cam_layer": "layer9"}, "layer9"),
+    ("in9", None, {"analysis.progress_every_epochs": -1}, None),
+    ("in9", None, {"data.variant": "scenes"}, "must be 'objects': the variants need each image's object mask"),
+    ("in9", None, {"fusion_workdir": "/nonexistent/run"}, "holds no config.json"),
+    ("in9", "release", {"data.root": "/nonexistent/release"}, "no such directory; download backgrounds_challenge_data"),
 ]
 
 
@@ -208,7 +221,7 @@ def test_every_data_source_and_experiment_has_its_checks():
 
 
 def test_get_experiment_refuses_an_unknown_name_as_a_config_error():
-    with pytest.raises(ConfigError, match=r"unknown experiment 'nope'; choose one of \['fusion', 'supervised'\]"):
+    with pytest.raises(ConfigError, match=r"unknown experiment 'nope'; choose one of \['fusion', 'in9', 'supervised'\]"):
         get_experiment("nope")
 
 

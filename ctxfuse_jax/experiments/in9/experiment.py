@@ -10,6 +10,7 @@ fine-grained Mixed-Rand split, and the Grad-CAM mass inside the foreground.
 """
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -24,7 +25,7 @@ from ctxfuse_jax import degrade
 from ctxfuse_jax.data.pipeline import steps_per_epoch, to_unit_float
 from ctxfuse_jax.data.sources import Labelled, load_labelled
 from ctxfuse_jax.evaluate import apply_tapped, gradcam
-from ctxfuse_jax.evaluate.conditions import Family, build_bank, build_families
+from ctxfuse_jax.evaluate.conditions import Family, build_bank, build_families, chosen_examples
 from ctxfuse_jax.evaluate.evaluator import ConditionScores, LogitsFn, evaluate_conditions, frozen_players, \
     make_condition_step
 from ctxfuse_jax.experiments.classification import Learner, classifier_module, image_sample, train_classifier
@@ -63,23 +64,40 @@ class Scorer:
         self.families = build_families(config.eval.conditions.to_dict(), data.test.arrays["image"].shape[1],
                                        len(data.test), config.eval.seed)
         self._steps: dict[str, Callable] = {}
-        classifier = PlayerSpec(classifier_module(config, data.num_classes))
-        self.architectures: dict[str, tuple[dict, LogitsFn]] = {
-            "classifier": ({"classifier": classifier}, lambda fw, x: {"classifier": fw("classifier", x)})}
+        self._architectures: dict[str, tuple[dict, LogitsFn]] = {}
+        self.add_architecture("classifier", {"classifier": PlayerSpec(classifier_module(config, data.num_classes))},
+                              lambda fw, x: {"classifier": fw("classifier", x)})
+
+    def add_architecture(self, name: str, specs: Mapping[str, PlayerSpec], logits_fn: LogitsFn) -> None:
+        """Players and logits of models to score under `name` (the zoo classifier, fusion's four heads)."""
+        self._architectures[name] = (dict(specs), logits_fn)
 
     def score(self, architecture: str, players: Mapping[str, Any], only: tuple[str, ...] | None = None
               ) -> ConditionScores:
         """Every family (or those named in `only`) over the test split; one architecture, one program."""
-        specs, logits_fn = self.architectures[architecture]
-        if architecture not in self._steps:
-            self._steps[architecture] = make_condition_step(specs, logits_fn, self.families)
-        return evaluate_conditions(self._steps[architecture], players, self.data.test, self.families,
+        return evaluate_conditions(self._step(architecture), players, self.data.test, self.families,
                                    self.config.eval.batch_size, self.mesh, num_classes=self.data.num_classes,
                                    seed=self.config.eval.seed, only=only)
 
     @property
     def variant_family(self) -> Family:
         return next(f for f in self.families if f.name == VARIANTS)
+
+    def progress(self, players: Mapping[str, Any]) -> ConditionScores:
+        """The variant family on `analysis.progress_images` test images: the same program, fewer batches."""
+        examples = chosen_examples(len(self.data.test), self.config.analysis.progress_images, self.config.eval.seed,
+                                   stream=2)
+        families = [dataclasses.replace(f, examples=tuple(int(i) for i in examples)) if f.name == VARIANTS else f
+                    for f in self.families]
+        return evaluate_conditions(self._step("classifier"), players, self.data.test, families,
+                                   self.config.eval.batch_size, self.mesh, num_classes=self.data.num_classes,
+                                   seed=self.config.eval.seed, only=(VARIANTS,))
+
+    def _step(self, architecture: str) -> Callable:
+        if architecture not in self._steps:
+            specs, logits_fn = self._architectures[architecture]
+            self._steps[architecture] = make_condition_step(specs, logits_fn, self.families)
+        return self._steps[architecture]
 
     def gradcam(self, variables: Mapping[str, Any], images: jax.Array, labels: jax.Array) -> jax.Array:
         """Grad-CAM of `labels` at `analysis.cam_layer` of a classifier trained here; one program for all."""
@@ -107,26 +125,28 @@ def train_on_variant(config, data: Labelled, variant: str, seed: int, seed_dir: 
     train = in9_data.variant_split(data.train, variant, data.num_classes, seed)
     test = in9_data.variant_split(data.test, variant, data.num_classes, config.eval.seed)
     init_rng, train_rng = _rngs(seed, variant)
-    loop, extra = LoopOptions(**config.loop), None
+    loop, extra_metrics = LoopOptions(**config.loop), None
     if variant == "original" and config.analysis.progress_every_epochs:
         loop = dataclasses.replace(loop, eval_every=config.analysis.progress_every_epochs
                                    * steps_per_epoch(len(train), config.train.batch_size))
-
-        def extra(state):
-            player = state.players["classifier"]  # without optimizer state: the program scoring finished models
-            players = frozen_players({"classifier": {"params": player.params, "batch_stats": player.batch_stats}})
-            scores = scorer.score("classifier", players, only=(VARIANTS,))
-            return {f"{PROGRESS_KEY}{v}": a for v, a in variant_accuracy(scores, "classifier").items()}
+        extra_metrics = functools.partial(progress_metrics, scorer)
 
     trained = train_classifier(
         f"train_{variant}", lambda fw, x, train_mode: fw("classifier", x, train=train_mode),
         learners={"classifier": Learner(classifier_module(config, data.num_classes), image_sample(train), init_rng)},
         frozen={}, train_split=train, test_split=test, train_config=config.train, seed=seed, train_rng=train_rng,
-        workdir=seed_dir, mesh=mesh, loop=loop, extra_metrics=extra,
+        workdir=seed_dir, mesh=mesh, loop=loop, extra_metrics=extra_metrics,
         fingerprint={"model": config.model.to_dict(), "data": config.data.to_dict(), "variant": variant,
                      "compute_dtype": config.compute_dtype, "eval": config.eval.to_dict(),
                      "progress_every_epochs": config.analysis.progress_every_epochs})
     return trained.variables["classifier"], trained.metrics
+
+
+def progress_metrics(scorer: Scorer, state) -> dict[str, float]:
+    """A training classifier's accuracy on every test variant (the stage's evaluation adds it)."""
+    player = state.players["classifier"]  # as a finished model's player: the same compiled program
+    players = frozen_players({"classifier": {"params": player.params, "batch_stats": player.batch_stats}})
+    return {f"{PROGRESS_KEY}{v}": a for v, a in variant_accuracy(scorer.progress(players), "classifier").items()}
 
 
 def progress_points(seed_dir: str, steps_per_epoch_: int) -> list[dict[str, float]]:
@@ -184,7 +204,7 @@ def fusion_scores(config, data: Labelled, scorer: Scorer) -> dict[int, dict[str,
     fusion_config, models = fusion_finished.load_models(config.fusion_workdir, data.num_classes)
     stream = fusion_networks.stream_module(fusion_config)
     specs = {f"{role}_stream": PlayerSpec(stream) for role in fusion_networks.ROLES}
-    heads = {m: v for m, v in models[next(iter(models))][1].items()}
+    heads = list(next(iter(models.values()))[1])  # the classifiers the workdir holds, e.g. FG, BG, Joint
     specs.update({f"head_{m}": PlayerSpec(fusion_networks.head_module(m, fusion_config, data.num_classes))
                   for m in heads})
 
@@ -193,7 +213,7 @@ def fusion_scores(config, data: Labelled, scorer: Scorer) -> dict[int, dict[str,
         return {fusion_name(m): fw(f"head_{m}", *[features[r] for r in fusion_networks.STREAMS_OF[m]])
                 for m in heads}
 
-    scorer.architectures["fusion"] = (specs, logits)
+    scorer.add_architecture("fusion", specs, logits)
     results = {}
     for seed, (streams, head_variables) in models.items():
         players = frozen_players({**{f"{r}_stream": streams[r] for r in fusion_networks.ROLES},
@@ -219,9 +239,16 @@ def run_seed(config, data: Labelled, seed: int, seed_dir: str, mesh, scorer: Sco
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """The experiment for a config that passed `config_checks.check_config` (as the CLI does first)."""
+    if config.data.name == in9_data.RELEASE:
+        from ctxfuse_jax.experiments.in9 import release  # the released folders: nothing to train
+
+        return release.run(config, workdir)
     start = time.monotonic()
     mesh = sharding.make_mesh()
-    data = load_labelled(config.data)
+    data, dropped = in9_data.usable(load_labelled(config.data))
+    if any(dropped.values()):
+        print(f"[in9] left out images whose box covers the whole image (no background to tile): {dropped}",
+              flush=True)
     scorer = Scorer(config, data, mesh)
     donors = build_bank(data.test.arrays, {"mixed_rand"}, data.num_classes, config.eval.seed)["mixed_rand"]
     cam_images = np.sort(np.random.default_rng(config.eval.seed).choice(

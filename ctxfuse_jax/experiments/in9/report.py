@@ -33,7 +33,8 @@ def values(per_seed: Mapping[Any, Mapping[str, Any]], model: str, get: Callable[
 
 
 def spread(xs: np.ndarray, scale: float = 100.0, digits: int = 1) -> str:
-    """'mean ± std' (sample std over seeds; no ± for one seed), in percent by default."""
+    """'mean ± std' (sample std over seeds; no ± for one seed), in percent by default; '—' for no value."""
+    xs = xs[~np.isnan(xs)]
     if not len(xs):
         return "—"
     mean = f"{scale * xs.mean():.{digits}f}"
@@ -49,6 +50,15 @@ def verdicts(per_seed: Mapping[Any, Mapping[str, Any]], fusion: Mapping[Any, Map
     """One line per claim of the paper that this run can test, each with its rule and outcome."""
     lines = []
     chance = 1.0 / num_classes
+    models = list(dict.fromkeys(m for r in per_seed.values() for m in r))
+    if ORIGINAL not in models:  # pretrained models scored on the release: the claims about them
+        for model in models:
+            gap = values(per_seed, model, lambda m: m.get("bg_gap", math.nan))
+            challenge = values(per_seed, model, lambda m: m["challenge"]["accuracy"] if "challenge" in m else math.nan)
+            lines.append(f"- *{model} exploits background signal* (paper: {PAPER['bg_gap']}; {PAPER['challenge']}): "
+                         f"BG-gap {spread(gap)} points, challenge accuracy {spread(challenge)}%; rule: BG-gap "
+                         f"positive: {reproduced(bool((gap > 0).all()))}.")
+        return lines
     suffice = values(per_seed, ONLY_BG_T, lambda m: m["accuracy"]["original"])
     if len(suffice):
         z = (suffice - chance) / math.sqrt(chance * (1 - chance) / num_test)
@@ -152,10 +162,12 @@ def write_report(path: str, *, config: Mapping[str, Any], results: Mapping[str, 
     models = list(dict.fromkeys(m for r in trained.values() for m in r))
     fusion_models = list(dict.fromkeys(m for r in fusion.values() for m in r))
     seeds = len(trained)
+    trained_here = ", ".join(config["train_variants"]) or "none"
     parts = [
         "# Background reliance: ImageNet-9 variants, BG-gap and the backgrounds challenge",
         f"Data: `{config['data']['name']}` at {config['data']['image_size']} px, {num_classes} classes, {num_test} "
-        f"test images; models: `{config['model']['name']}` width {config['model']['width']}; seeds: {seeds} "
+        f"test images; trained here: `{config['model']['name']}` width {config['model']['width']} on {trained_here}; "
+        f"scored: {', '.join(models + fusion_models)}; seeds: {seeds} "
         f"(mean ± sample std over seeds where > 1); this invocation took {seconds / 60:.1f} min (stages found "
         "complete in the workdir are not retrained).",
         "## The paper's claims and what this run finds",
