@@ -1,7 +1,7 @@
 """Every benchmark, as the markdown tables of bench/README.md.
 
 JAX against its PyTorch reference, then the costs around the train step (degradations, input
-pipeline, compilation).
+pipeline, compilation) and the backgrounds challenge's throughput against its authors' PyTorch loop.
 
     PYTHONPATH=. python -m bench.run_all                      # 30-50 min on 2 CPU cores
     PYTHONPATH=. python -m bench.run_all --sections resnet18 conv_layers --rounds 2
@@ -19,7 +19,7 @@ import os
 import platform
 from typing import Callable
 
-from bench import conv_layers, degrade_share, harness, input_pipeline, mixed_precision, sweep_compiles
+from bench import challenge, conv_layers, degrade_share, harness, input_pipeline, mixed_precision, sweep_compiles
 
 BATCH, SIZE = 64, 64
 VGG_WIDTH = 0.5  # VGG16 at half width in both frameworks, so a step fits the time.
@@ -122,8 +122,10 @@ SECTIONS: dict[str, tuple[str, Callable[[int], str]]] = {
                        lambda rounds: input_pipeline.main(rounds, 64)),
     "input_pipeline_224": ("Input pipeline against the train step it feeds (COCO sizes, 224 px)",
                            lambda rounds: input_pipeline.main(rounds, 224)),
-    "sweep_compiles": ("Compilations of the default fusion job: the robustness sweep and the stages' train steps",
-                       lambda rounds: sweep_compiles.main()),
+    "sweep_compiles": ("Compilations of the default fusion job: the evaluation of its conditions and the stages' "
+                       "train steps", lambda rounds: sweep_compiles.main()),
+    "challenge": ("Backgrounds challenge: composites scored per second, the evaluator of conditions against "
+                  "MadryLab's per-foreground PyTorch loop", lambda rounds: challenge.main()),
 }
 
 

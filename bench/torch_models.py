@@ -53,6 +53,31 @@ def resnet18(num_classes: int | None, width: float = 1.0, stop_after: int = 4) -
     return nn.Sequential(*layers)
 
 
+def torchvision_names(net: nn.Sequential) -> dict[str, str]:
+    """{key of `net.state_dict()`: torchvision's name for it} for a `resnet18` built here, so its
+    weights go through the project's converter (`ctxfuse_jax.weights.layout`) as torchvision's
+    would. The input normalisation's constants are not weights and have no entry."""
+    names, blocks = {}, 0
+    stems = iter(("conv1", "bn1"))
+    for index, module in enumerate(net):
+        if isinstance(module, (nn.Conv2d, nn.BatchNorm2d)):
+            prefix = {"": next(stems)}
+        elif isinstance(module, BasicBlock):
+            block = f"layer{blocks // 2 + 1}.{blocks % 2}"
+            blocks += 1
+            prefix = {"residual.0": f"{block}.conv1", "residual.1": f"{block}.bn1", "residual.3": f"{block}.conv2",
+                      "residual.4": f"{block}.bn2", "shortcut.0": f"{block}.downsample.0",
+                      "shortcut.1": f"{block}.downsample.1"}
+        elif isinstance(module, nn.Linear):
+            prefix = {"": "fc"}
+        else:
+            continue
+        for key in module.state_dict():
+            path, leaf = key.rsplit(".", 1) if "." in key else ("", key)
+            names[f"{index}.{key}"] = f"{prefix[path]}.{leaf}"
+    return names
+
+
 def vgg16(num_classes: int, width: float = 1.0) -> nn.Sequential:
     layers, cin = [Normalize()], 3
     for layer in VGG16_LAYERS:
