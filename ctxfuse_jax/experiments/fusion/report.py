@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ctxfuse_jax.report import tables
-from ctxfuse_jax.report.markdown import figure_lines, fingerprint_line
+from ctxfuse_jax.report.markdown import figure_lines, fingerprint_line, mean_std, stage_table
 
 CLAIM = ("Seed 000 (contextual fusion) claims that a classifier fusing a foreground (object) stream with a "
          "background (scene) stream is more robust to blur of the object than the foreground stream alone.")
@@ -109,22 +109,7 @@ def accuracy_table(rows: Sequence[Mapping[str, Any]], condition: str, test_set: 
     curves = {m: accuracy(rows, condition, test_set, m, relative) for m in models}
     lines = ["| sigma (224 px scale) | " + " | ".join(models) + " |", "|---" * (len(models) + 1) + "|"]
     for i, level in enumerate(levels):
-        cells = []
-        for m in models:
-            values = 100 * curves[m][:, i]
-            spread = f" ± {values.std(ddof=1):.1f}" if len(values) > 1 else ""
-            cells.append(f"{values.mean():.1f}{spread}")
-        lines.append(f"| {level} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def stage_table(stage_metrics: Mapping[str, Mapping[str, Mapping[str, float]]]) -> str:
-    """One row per (seed, stage): the stage's own test accuracy, loss and prediction entropy."""
-    lines = ["| seed | stage | accuracy (%) | loss | entropy |", "|---|---|---|---|---|"]
-    for seed, stages in stage_metrics.items():
-        for stage, m in stages.items():
-            if m:
-                lines.append(f"| {seed} | {stage} | {100 * m['accuracy']:.1f} | {m['loss']:.3f} | {m['entropy']:.3f} |")
+        lines.append(f"| {level} | " + " | ".join(mean_std(curves[m][:, i]) for m in models) + " |")
     return "\n".join(lines)
 
 

@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ctxfuse_jax.experiments.in9.data import NAMES
-from ctxfuse_jax.report.markdown import figure_lines, fingerprint_line
+from ctxfuse_jax.report.markdown import figure_lines, fingerprint_line, mean_std, stage_table
 
 # Published numbers (Xiao et al. 2021; MadryLab/backgrounds_challenge), in %.
 PAPER = {
@@ -32,15 +32,6 @@ def values(per_seed: Mapping[Any, Mapping[str, Any]], model: str, get: Callable[
     return np.array([get(models[model]) for models in per_seed.values() if model in models], np.float64)
 
 
-def spread(xs: np.ndarray, scale: float = 100.0, digits: int = 1) -> str:
-    """'mean ± std' (sample std over seeds; no ± for one seed), in percent by default; '—' for no value."""
-    xs = xs[~np.isnan(xs)]
-    if not len(xs):
-        return "—"
-    mean = f"{scale * xs.mean():.{digits}f}"
-    return f"{mean} ± {scale * xs.std(ddof=1):.{digits}f}" if len(xs) > 1 else mean
-
-
 def reproduced(holds: bool) -> str:
     return "**reproduced**" if holds else "**not reproduced**"
 
@@ -56,43 +47,43 @@ def verdicts(per_seed: Mapping[Any, Mapping[str, Any]], fusion: Mapping[Any, Map
             gap = values(per_seed, model, lambda m: m.get("bg_gap", math.nan))
             challenge = values(per_seed, model, lambda m: m["challenge"]["accuracy"] if "challenge" in m else math.nan)
             lines.append(f"- *{model} exploits background signal* (paper: {PAPER['bg_gap']}; {PAPER['challenge']}): "
-                         f"BG-gap {spread(gap)} points, challenge accuracy {spread(challenge)}%; rule: BG-gap "
+                         f"BG-gap {mean_std(gap)} points, challenge accuracy {mean_std(challenge)}%; rule: BG-gap "
                          f"positive: {reproduced(bool((gap > 0).all()))}.")
         return lines
     suffice = values(per_seed, ONLY_BG_T, lambda m: m["accuracy"]["original"])
     if len(suffice):
         z = (suffice - chance) / math.sqrt(chance * (1 - chance) / num_test)
         lines.append(f"1. *Backgrounds suffice for classification* (paper: {PAPER['only_bg_t_on_original']}): the "
-                     f"Only-BG-T-trained model scores {spread(suffice)}% on Original images, chance is "
+                     f"Only-BG-T-trained model scores {mean_std(suffice)}% on Original images, chance is "
                      f"{100 * chance:.1f}%; rule: above chance by z > {Z_ABOVE_CHANCE:g} in every seed (lowest z "
                      f"{z.min():.1f}): {reproduced(bool((z > Z_ABOVE_CHANCE).all()))}.")
     gap = values(per_seed, ORIGINAL, lambda m: m["bg_gap"])
     if len(gap):
         lines.append(f"2. *Models exploit background signal* (paper: {PAPER['bg_gap']}): BG-gap of the Original-"
-                     f"trained model {spread(gap)} points; rule: positive in every seed: "
+                     f"trained model {mean_std(gap)} points; rule: positive in every seed: "
                      f"{reproduced(bool((gap > 0).all()))}.")
     fooled = values(per_seed, ORIGINAL, lambda m: m["challenge"]["fooled_share"])
     if len(fooled):
         accuracy = values(per_seed, ORIGINAL, lambda m: m["challenge"]["accuracy"])
         lines.append(f"3. *Models are vulnerable to adversarial backgrounds* (paper: {PAPER['challenge']}): the "
-                     f"Original-trained model's challenge accuracy is {spread(accuracy)}%, and some background "
-                     f"flips {spread(fooled)}% of the foregrounds it recognises on their own image; rule: most of "
+                     f"Original-trained model's challenge accuracy is {mean_std(accuracy)}%, and some background "
+                     f"flips {mean_std(fooled)}% of the foregrounds it recognises on their own image; rule: most of "
                      f"them (> 50%) in every seed: {reproduced(bool((fooled > 0.5).all()))}.")
     mixed_gap = values(per_seed, MIXED_RAND, lambda m: m["bg_gap"])
     if len(gap) and len(mixed_gap):
         shrink = np.array([models[ORIGINAL]["bg_gap"] - models[MIXED_RAND]["bg_gap"]
                            for models in per_seed.values() if ORIGINAL in models and MIXED_RAND in models])
         lines.append(f"4. *Training on Mixed-Rand reduces background dependence* (paper: {PAPER['bg_gap']}): "
-                     f"BG-gap {spread(gap)} (Original-trained) -> {spread(mixed_gap)} (Mixed-Rand-trained), a "
-                     f"reduction of {spread(shrink)} points; rule: the Original-trained gap is positive and the "
+                     f"BG-gap {mean_std(gap)} (Original-trained) -> {mean_std(mixed_gap)} (Mixed-Rand-trained), a "
+                     f"reduction of {mean_std(shrink)} points; rule: the Original-trained gap is positive and the "
                      f"Mixed-Rand-trained one smaller, in every seed: {reproduced(bool((gap > 0).all() and (shrink > 0).all()))}.")
     cam_original = values(per_seed, ORIGINAL, lambda m: m["gradcam_mass"])
     cam_mixed = values(per_seed, MIXED_RAND, lambda m: m["gradcam_mass"])
     if len(cam_original) and len(cam_mixed):
         more = cam_mixed - cam_original
         lines.append(f"5. *Mixed-Rand training moves the models' weight onto the foreground* (paper: "
-                     f"{PAPER['gradcam']}): Grad-CAM mass inside the foreground mask {spread(cam_original)}% "
-                     f"(Original-trained) vs {spread(cam_mixed)}% (Mixed-Rand-trained); rule: larger in every "
+                     f"{PAPER['gradcam']}): Grad-CAM mass inside the foreground mask {mean_std(cam_original)}% "
+                     f"(Original-trained) vs {mean_std(cam_mixed)}% (Mixed-Rand-trained); rule: larger in every "
                      f"seed: {reproduced(bool((more > 0).all()))}.")
     follows = values(per_seed, ORIGINAL, lambda m: m["follows"]["background"])
     if len(follows):
@@ -100,13 +91,13 @@ def verdicts(per_seed: Mapping[Any, Mapping[str, Any]], fusion: Mapping[Any, Map
         neither = values(per_seed, ORIGINAL, lambda m: m["follows"]["neither"])
         wrong_bg = follows / np.maximum(follows + neither, 1e-12)
         lines.append(f"6. *A fine-grained look* (paper: {PAPER['follows']}): on Mixed-Rand the Original-trained "
-                     f"model predicts the foreground's class {spread(fg)}%, the background's {spread(follows)}%, "
-                     f"neither {spread(neither)}%; of its errors {spread(wrong_bg)}% follow the background "
+                     f"model predicts the foreground's class {mean_std(fg)}%, the background's {mean_std(follows)}%, "
+                     f"neither {mean_std(neither)}%; of its errors {mean_std(wrong_bg)}% follow the background "
                      f"(chance would be {100 / (num_classes - 1):.1f}%); rule: more than chance in every seed: "
                      f"{reproduced(bool((wrong_bg > 1 / (num_classes - 1)).all()))}.")
     if fusion:
         gaps = {m: values(fusion, m, lambda r: r["bg_gap"]) for m in next(iter(fusion.values()))}
-        text = ", ".join(f"{m} {spread(g)}" for m, g in gaps.items())
+        text = ", ".join(f"{m} {mean_std(g)}" for m, g in gaps.items())
         joint, fg = gaps.get("fusion Joint"), gaps.get("fusion FG")
         if joint is not None and fg is not None:
             text += (f". Joint relies on the background's class {'more' if joint.mean() > fg.mean() else 'less'} "
@@ -122,9 +113,9 @@ def variant_table(per_seed: Mapping[Any, Mapping[str, Any]], models: Sequence[st
     header = ["model", *[NAMES[v] for v in variants], "BG-gap", "challenge"]
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for model in models:
-        cells = [spread(values(per_seed, model, lambda m, v=v: m["accuracy"][v])) for v in variants]
-        cells.append(spread(values(per_seed, model, lambda m: m.get("bg_gap", math.nan))))
-        cells.append(spread(values(per_seed, model, lambda m: m["challenge"]["accuracy"] if "challenge" in m
+        cells = [mean_std(values(per_seed, model, lambda m, v=v: m["accuracy"][v])) for v in variants]
+        cells.append(mean_std(values(per_seed, model, lambda m: m.get("bg_gap", math.nan))))
+        cells.append(mean_std(values(per_seed, model, lambda m: m["challenge"]["accuracy"] if "challenge" in m
                                    else math.nan)))
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -136,20 +127,12 @@ def detail_table(per_seed: Mapping[Any, Mapping[str, Any]], models: Sequence[str
               "Grad-CAM mass in FG"]
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for model in models:
-        cells = [spread(values(per_seed, model, lambda m, k=k: m["follows"][k] if "follows" in m else math.nan))
+        cells = [mean_std(values(per_seed, model, lambda m, k=k: m["follows"][k] if "follows" in m else math.nan))
                  for k in ("foreground", "background", "neither")]
-        cells.append(spread(values(per_seed, model, lambda m: m["challenge"]["fooled_share"] if "challenge" in m
+        cells.append(mean_std(values(per_seed, model, lambda m: m["challenge"]["fooled_share"] if "challenge" in m
                                    else math.nan)))
-        cells.append(spread(values(per_seed, model, lambda m: m.get("gradcam_mass", math.nan))))
+        cells.append(mean_std(values(per_seed, model, lambda m: m.get("gradcam_mass", math.nan))))
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def stage_table(stages: Mapping[Any, Mapping[str, Mapping[str, float]]]) -> str:
-    lines = ["| seed | stage (tested on its own variant) | accuracy (%) | loss |", "|---|---|---|---|"]
-    for seed, by_stage in stages.items():
-        for stage, m in by_stage.items():
-            lines.append(f"| {seed} | {stage} | {100 * m['accuracy']:.1f} | {m['loss']:.3f} |")
     return "\n".join(lines)
 
 
@@ -186,7 +169,8 @@ def write_report(path: str, *, config: Mapping[str, Any], results: Mapping[str, 
         parts.append(detail_table(fusion, fusion_models))
     parts += ["## Figures", *figure_lines(figures),
               "## Training stages (test split of the training variant, final)",
-              stage_table({seed: r["stages"] for seed, r in results["trained"].items()}),
+              stage_table({seed: r["stages"] for seed, r in results["trained"].items()},
+                          "stage (tested on its own variant)"),
               "## Configuration", fingerprint_line(fingerprint), "```json",
               json.dumps(config, indent=2, sort_keys=True, default=str), "```"]
     with open(path, "w") as f:
