@@ -201,7 +201,8 @@ def test_smoke_run_with_a_fusion_workdir_read_only(tmp_path, snapshot, monkeypat
 
     config = load_config("smoke")
     config.data.data_dir = str(tmp_path / "tfds")
-    config.fusion_workdir = fusion_dir
+    monkeypatch.chdir(tmp_path)
+    config.fusion_workdir = "fusion"  # relative, as users type it
     config.analysis.progress_images = 0  # all: the progress evaluation then scores what the table scores
     config_checks.check_config(config)  # among others: the fusion run's data is this run's
     steps = []

@@ -96,6 +96,7 @@ def read_players(directory: str, names: tuple[str, ...]) -> dict[str, dict[str, 
     Read-only (nothing is written under `directory`), for evaluating a finished workdir; check
     what comes back with `check_fits` before using it.
     """
+    directory = os.path.abspath(directory)  # Orbax reads arrays only from absolute paths
     manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True))
     step = manager.latest_step()
     if step is None:
