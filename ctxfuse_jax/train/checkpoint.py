@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 from flax import traverse_util
 
 from ctxfuse_jax.errors import CheckpointError
@@ -97,11 +98,16 @@ def read_players(directory: str, names: tuple[str, ...]) -> dict[str, dict[str, 
     what comes back with `check_fits` before using it.
     """
     directory = os.path.abspath(directory)  # Orbax reads arrays only from absolute paths
-    manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True))
-    step = manager.latest_step()
-    if step is None:
-        raise CheckpointError(f"{directory} holds no checkpoint; finish that run first")
-    saved = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]["players"]
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity(logging.ERROR)  # Orbax warns that a read-only manager saves nothing
+    try:
+        manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True))
+        step = manager.latest_step()
+        if step is None:
+            raise CheckpointError(f"{directory} holds no checkpoint; finish that run first")
+        saved = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]["players"]
+    finally:
+        logging.set_verbosity(verbosity)
     missing = [name for name in names if name not in saved]
     if missing:
         raise CheckpointError(f"{directory}/{step} has no players {missing}; it holds {sorted(saved)}")

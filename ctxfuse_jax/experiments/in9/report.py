@@ -100,9 +100,11 @@ def verdicts(per_seed: Mapping[Any, Mapping[str, Any]], fusion: Mapping[Any, Map
         text = ", ".join(f"{m} {mean_std(g)}" for m, g in gaps.items())
         joint, fg = gaps.get("fusion Joint"), gaps.get("fusion FG")
         if joint is not None and fg is not None:
-            text += (f". Joint relies on the background's class {'more' if joint.mean() > fg.mean() else 'less'} "
-                     f"than FG ({100 * (joint.mean() - fg.mean()):+.1f} points of BG-gap): the context that "
-                     "makes it robust to object blur is the signal the IN-9 variants remove")
+            more = joint.mean() > fg.mean()
+            text += (f". Joint relies on the background's class {'more' if more else 'less'} than FG "
+                     f"({100 * (joint.mean() - fg.mean()):+.1f} points of BG-gap)")
+            if more:
+                text += ": the context that makes it robust to object blur is a signal the IN-9 variants remove"
         lines.append(f"7. *Seed 000's models through seed 004's lens*: BG-gap of the fusion workdir's classifiers: "
                      f"{text}.")
     return lines
