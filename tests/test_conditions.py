@@ -162,6 +162,27 @@ def test_gaussian_blur_family_blurs_its_region_only():
     np.testing.assert_allclose(images[("all", "3")][0, ..., 0], reference, atol=2e-3)
 
 
+def sweep_before_the_port(images, masks, sigma_px, foreground_only):
+    """`evaluate.sweep.blur_region`, the fusion sweep's transform before the evaluator replaced it."""
+    blurred = degrade.gaussian_blur(images, jnp.broadcast_to(sigma_px, images.shape[:1]))
+    region = jnp.logical_or(masks > 0, jnp.logical_not(foreground_only))
+    return degrade.composite(images, blurred, region, "foreground")
+
+
+def test_fusion_blur_conditions_are_the_sweep_before_the_port_bit_for_bit():
+    split = random_pool(n=5, size=16)
+    sigmas = (0.0, 1.0, 6.0, 12.0)  # at 224 px, on 16 px images
+    families = [conditions.gaussian_blur_family(f"blur_{r}", sigmas, 224, 16, r) for r in ("foreground", "all")]
+    images = transformed_images(families, split)
+    unit_images = jnp.asarray(unit(split.arrays["image"]))
+    old = jax.jit(sweep_before_the_port)
+    for family, foreground_only in zip(families, (True, False)):
+        for sigma in sigmas:
+            expected = old(unit_images, jnp.asarray(split.arrays["mask"]), jnp.float32(sigma * 16 / 224),
+                           jnp.asarray(foreground_only))
+            np.testing.assert_array_equal(images[(family.name, f"{sigma:g}")], np.asarray(expected))
+
+
 def test_preset_family_levels_and_host_presets_refused():
     split = checkerboard_split(n=3)
     family = conditions.preset_family("noise", "imagenet_c/gaussian_noise", ("1", "5"), region="background")
