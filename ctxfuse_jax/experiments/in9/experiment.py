@@ -149,7 +149,7 @@ def progress_metrics(scorer: Scorer, state) -> dict[str, float]:
     return {f"{PROGRESS_KEY}{v}": a for v, a in variant_accuracy(scorer.progress(players), "classifier").items()}
 
 
-def progress_points(seed_dir: str, steps_per_epoch_: int) -> list[dict[str, float]]:
+def progress_points(seed_dir: str, per_epoch: int) -> list[dict[str, float]]:
     """The Original model's accuracy on every test variant at each evaluation while it trained."""
     path = os.path.join(seed_dir, "train_original", METRICS_FILE)
     points = []
@@ -160,7 +160,7 @@ def progress_points(seed_dir: str, steps_per_epoch_: int) -> list[dict[str, floa
                 prefix = f"eval/{PROGRESS_KEY}"
                 accuracy = {k[len(prefix):]: v for k, v in record.items() if k.startswith(prefix)}
                 if accuracy:
-                    points.append({"epoch": record["step"] / steps_per_epoch_, **accuracy})
+                    points.append({"epoch": record["step"] / per_epoch, **accuracy})
     return points
 
 
@@ -187,7 +187,7 @@ def seed_measures(scores: ConditionScores, model: str, data: Labelled, donors: n
     if CHALLENGE in scores.families:
         challenge = scores.family(CHALLENGE)
         correct = scores.correct(model, CHALLENGE)
-        background_labels = labels[np.asarray(challenge.levels, int)]
+        background_labels = labels[np.asarray(challenge.levels, int)]  # a composite's levels: bank indices
         rates = measures.fooling_rates(correct, labels[challenge.examples], background_labels)
         original = scores.correct(model, VARIANTS)[variants.levels.index("original"), challenge.examples]
         result["challenge"] = {
@@ -200,7 +200,7 @@ def seed_measures(scores: ConditionScores, model: str, data: Labelled, donors: n
 
 
 def fusion_scores(config, data: Labelled, scorer: Scorer) -> dict[int, dict[str, ConditionScores]]:
-    """{seed: {model: scores}} of a finished fusion workdir's classifiers, in one program for all."""
+    """{seed: scores of every classifier} of a finished fusion workdir, in one program for all."""
     fusion_config, models = fusion_finished.load_models(config.fusion_workdir, data.num_classes)
     stream = fusion_networks.stream_module(fusion_config)
     specs = {f"{role}_stream": PlayerSpec(stream) for role in fusion_networks.ROLES}
