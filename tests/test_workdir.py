@@ -4,10 +4,12 @@ import hashlib
 import os
 
 import ml_collections
+import numpy as np
 import pytest
 
 from ctxfuse_jax import provenance, workdir
-from ctxfuse_jax.errors import ConfigError, WorkdirError
+from ctxfuse_jax.errors import CheckpointError, ConfigError, WorkdirError
+from ctxfuse_jax.train.checkpoint import check_fits
 
 
 def _config(**overrides) -> ml_collections.ConfigDict:
@@ -87,3 +89,36 @@ def test_finished_stages_are_those_with_a_saved_result(tmp_path):
         if done:
             (tmp_path / stage / workdir.STAGE_RESULT_FILE).write_text("{}")
     assert workdir.finished_stages(str(tmp_path)) == ["classifier", "seed_0/pretrain_fg"]
+
+
+def test_another_runs_workdir_is_an_input_by_its_config_and_checkpoints(tmp_path):
+    run = tmp_path / "fusion"
+    (run / "seed_0" / "head_fg" / "checkpoints" / "10").mkdir(parents=True)
+    (run / "config.json").write_text('{"experiment": "fusion"}')
+    checkpoint = run / "seed_0" / "head_fg" / "checkpoints" / "10" / "state"
+    checkpoint.write_bytes(b"arrays")
+    (run / "report.md").write_text("rewritten on every invocation")
+    config = ml_collections.ConfigDict(dict(experiment="in9", fusion_workdir=str(run), class_map=""))
+    assert provenance.input_files(config) == {"fusion_workdir": str(run)}
+    first = provenance.input_digests(config)["fusion_workdir"]["sha256"]
+    # By hand: sha256 over "relative path NUL file sha256 NEWLINE" of config.json and the checkpoint files, sorted.
+    expected = hashlib.sha256()
+    for relative, content in (("config.json", b'{"experiment": "fusion"}'),
+                              ("seed_0/head_fg/checkpoints/10/state", b"arrays")):
+        expected.update(f"{relative}\0{hashlib.sha256(content).hexdigest()}\n".encode())
+    assert first == expected.hexdigest()
+    (run / "report.md").write_text("another report")  # not what the models are
+    assert provenance.input_digests(config)["fusion_workdir"]["sha256"] == first
+    checkpoint.write_bytes(b"other arrays")  # other models
+    assert provenance.input_digests(config)["fusion_workdir"]["sha256"] != first
+    with pytest.raises(ConfigError, match="not a finished run's workdir"):
+        provenance.input_digests(ml_collections.ConfigDict(dict(experiment="in9", fusion_workdir=str(tmp_path))))
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_is_refused():
+    shapes = {"params": {"fc": {"kernel": np.zeros((4, 3)), "bias": np.zeros(3)}}, "batch_stats": {}}
+    check_fits({"params": {"fc": {"kernel": np.ones((4, 3)), "bias": np.ones(3)}}, "batch_stats": {}}, shapes, "x")
+    with pytest.raises(CheckpointError, match=r"params/fc/kernel: saved \(4, 5\), expected \(4, 3\)"):
+        check_fits({"params": {"fc": {"kernel": np.ones((4, 5)), "bias": np.ones(3)}}, "batch_stats": {}}, shapes, "x")
+    with pytest.raises(CheckpointError, match=r"params/fc/bias: saved None, expected \(3,\)"):
+        check_fits({"params": {"fc": {"kernel": np.ones((4, 3))}}, "batch_stats": {}}, shapes, "x")

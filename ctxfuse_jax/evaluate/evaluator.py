@@ -102,7 +102,10 @@ def evaluate_conditions(step, players: Mapping[str, Player], split: ArraySplit, 
         bank_keys = set().union(*(family.bank_keys for family in families if only is None or family.name in only))
         bank = build_bank(split.arrays, bank_keys, num_classes, seed)
     bank = sharding.put_replicated(dict(bank), mesh)
-    players = sharding.put_replicated(dict(players), mesh)
+    # Inference needs params and batch stats only: a training state's players (with optimizer
+    # state) and finished ones then share one compiled program.
+    players = sharding.put_replicated({name: Player(p.params, p.batch_stats, None) for name, p in players.items()},
+                                      mesh)
     root = jax.random.PRNGKey(seed)
     on_device: dict[tuple[int, ...] | None, tuple[list, np.ndarray]] = {}
     scores = {}

@@ -59,7 +59,8 @@ def streams_then_head(fw, images, train: bool = False, *, model: str) -> jax.Arr
     return head_logits(fw, {role: fw(f"{role}_stream", images) for role in STREAMS_OF[model]}, train, model=model)
 
 
-def all_logits(fw, images) -> dict[str, jax.Array]:
-    """Every classifier's logits; the two streams run once per batch and feed all heads."""
+def all_logits(fw, images, models: tuple[str, ...] = MODELS) -> dict[str, jax.Array]:
+    """Each of `models`' logits (players `<role>_stream`, `head_<model>`); the two streams run once
+    per batch and feed all heads."""
     features = {role: fw(f"{role}_stream", images) for role in ROLES}
-    return {model: fw(f"head_{model}", *[features[role] for role in STREAMS_OF[model]]) for model in MODELS}
+    return {model: fw(f"head_{model}", *[features[role] for role in STREAMS_OF[model]]) for model in models}

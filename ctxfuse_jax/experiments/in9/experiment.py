@@ -63,6 +63,10 @@ class Scorer:
         self.config, self.data, self.mesh = config, data, mesh
         self.families = build_families(config.eval.conditions.to_dict(), data.test.arrays["image"].shape[1],
                                        len(data.test), config.eval.seed)
+        # The bank (tiled backgrounds, mixed_* donors) is built and placed once for every model.
+        keys = set().union(*(family.bank_keys for family in self.families))
+        self.bank = build_bank(data.test.arrays, keys, data.num_classes, config.eval.seed)
+        self._device_bank = sharding.put_replicated(self.bank, mesh)
         self._steps: dict[str, Callable] = {}
         self._architectures: dict[str, tuple[dict, LogitsFn]] = {}
         self.add_architecture("classifier", {"classifier": PlayerSpec(classifier_module(config, data.num_classes))},
@@ -77,7 +81,7 @@ class Scorer:
         """Every family (or those named in `only`) over the test split; one architecture, one program."""
         return evaluate_conditions(self._step(architecture), players, self.data.test, self.families,
                                    self.config.eval.batch_size, self.mesh, num_classes=self.data.num_classes,
-                                   seed=self.config.eval.seed, only=only)
+                                   seed=self.config.eval.seed, bank=self._device_bank, only=only)
 
     @property
     def variant_family(self) -> Family:
@@ -91,7 +95,7 @@ class Scorer:
                     for f in self.families]
         return evaluate_conditions(self._step("classifier"), players, self.data.test, families,
                                    self.config.eval.batch_size, self.mesh, num_classes=self.data.num_classes,
-                                   seed=self.config.eval.seed, only=(VARIANTS,))
+                                   seed=self.config.eval.seed, bank=self._device_bank, only=(VARIANTS,))
 
     def _step(self, architecture: str) -> Callable:
         if architecture not in self._steps:
@@ -144,9 +148,8 @@ def train_on_variant(config, data: Labelled, variant: str, seed: int, seed_dir: 
 
 def progress_metrics(scorer: Scorer, state) -> dict[str, float]:
     """A training classifier's accuracy on every test variant (the stage's evaluation adds it)."""
-    player = state.players["classifier"]  # as a finished model's player: the same compiled program
-    players = frozen_players({"classifier": {"params": player.params, "batch_stats": player.batch_stats}})
-    return {f"{PROGRESS_KEY}{v}": a for v, a in variant_accuracy(scorer.progress(players), "classifier").items()}
+    scores = scorer.progress({"classifier": state.players["classifier"]})
+    return {f"{PROGRESS_KEY}{v}": a for v, a in variant_accuracy(scores, "classifier").items()}
 
 
 def progress_points(seed_dir: str, per_epoch: int) -> list[dict[str, float]]:
@@ -209,9 +212,7 @@ def fusion_scores(config, data: Labelled, scorer: Scorer) -> dict[int, dict[str,
                   for m in heads})
 
     def logits(fw, images):
-        features = {role: fw(f"{role}_stream", images) for role in fusion_networks.ROLES}
-        return {fusion_name(m): fw(f"head_{m}", *[features[r] for r in fusion_networks.STREAMS_OF[m]])
-                for m in heads}
+        return {fusion_name(m): v for m, v in fusion_networks.all_logits(fw, images, heads).items()}
 
     scorer.add_architecture("fusion", specs, logits)
     results = {}
@@ -250,9 +251,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         print(f"[in9] left out images whose box covers the whole image (no background to tile): {dropped}",
               flush=True)
     scorer = Scorer(config, data, mesh)
-    donors = build_bank(data.test.arrays, {"mixed_rand"}, data.num_classes, config.eval.seed)["mixed_rand"]
-    cam_images = np.sort(np.random.default_rng(config.eval.seed).choice(
-        len(data.test), min(config.analysis.gradcam_images, len(data.test)), replace=False))
+    donors = scorer.bank["mixed_rand"]
+    cam_images = chosen_examples(len(data.test), config.analysis.gradcam_images, config.eval.seed, stream=3)
     trained, first_cams = {}, None
     for seed in config.seeds:
         trained[seed], cams = run_seed(config, data, seed, os.path.join(workdir, f"seed_{seed}"), mesh, scorer,

@@ -6,7 +6,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ctxfuse_jax import degrade, provenance
-from ctxfuse_jax.degrade.backgrounds import tiled_backgrounds
+from ctxfuse_jax.evaluate.conditions import BACKGROUNDS
 from ctxfuse_jax.data.sources import Labelled
 from ctxfuse_jax.experiments.in9 import measures, report
 from ctxfuse_jax.experiments.in9.data import NAMES
@@ -58,7 +58,7 @@ def _adversarial_rows(config, data: Labelled, scorer, measured: Mapping[str, Any
     challenge = next(f for f in scorer.families if f.name == "challenge")
     bank_images = np.asarray(challenge.background_of_level)
     test = data.test.arrays
-    bank = tiled_backgrounds(test["image"][bank_images], test["bbox"][bank_images]) / 255.0
+    bank = scorer.bank[BACKGROUNDS][bank_images] / 255.0
     labels = test["label"][bank_images]
     rates = np.asarray(measured["challenge"]["fooling_rates"])
     top = measures.most_adversarial(rates, labels, config.analysis.figure_backgrounds)
