@@ -122,6 +122,65 @@ def test_moving_a_frozen_or_unknown_player_is_refused():
         make_train_step(specs, [Update(("z",), lambda fw, b, r: (fw("a"), {}))])
 
 
+class Normalised(nn.Module):
+    """A batch norm with a learnable shift: its running mean shows every training call it saw."""
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        shift = self.param("shift", nn.initializers.zeros, (1,))
+        return nn.BatchNorm(use_running_average=not train, momentum=0.5)(x + shift)
+
+
+class Noisy(nn.Module):
+    """Returns its dropout key's draw: shows which key each call got."""
+
+    @nn.compact
+    def __call__(self, train: bool = False):
+        self.param("unused", nn.initializers.zeros, (1,))
+        return jax.random.normal(self.make_rng("dropout"), ())
+
+
+def test_a_player_called_twice_keeps_both_batch_norm_updates():
+    specs = {"net": PlayerSpec(Normalised(), optax.sgd(0.0))}
+    clean, shifted = jnp.full((4, 1), 2.0), jnp.full((4, 1), 6.0)
+    loss = lambda fw, batch, rng: (jnp.sum(fw("net", clean, train=True)) + jnp.sum(fw("net", shifted, train=True)),
+                                   {})
+    variables = init_variables(Normalised(), jax.random.PRNGKey(0), clean)
+    state = new_train_state(specs, {"net": variables}, jax.random.PRNGKey(0))
+    state, _ = jax.jit(make_train_step(specs, [Update(("net",), loss)]))(state, {})
+    # Momentum 0.5 from 0: after the clean batch 0.5 * 2 = 1, after the shifted one 0.5 * 1 + 0.5 * 6 = 3.5
+    # (the second call alone would give 3).
+    mean = state.players["net"].batch_stats["BatchNorm_0"]["mean"]
+    np.testing.assert_allclose(np.asarray(mean), [3.5])
+
+
+def test_every_call_and_every_key_of_a_loss_draws_its_own_numbers():
+    specs = {"noise": PlayerSpec(Noisy(), optax.sgd(0.0))}
+    variables = {"noise": Noisy().init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)})}
+
+    def loss(fw, batch, rng):
+        first, second = fw("noise", train=True), fw("noise", train=True)
+        keys = jnp.stack([fw.key(), fw.key()])
+        return 0.0 * (first + second), {"first": first, "second": second,
+                                         "keys_differ": jnp.any(keys[0] != keys[1]).astype(jnp.float32)}
+
+    state = new_train_state(specs, variables, jax.random.PRNGKey(0))
+    step = jax.jit(make_train_step(specs, [Update(("noise",), loss)]))
+    _, metrics = step(state, {})
+    assert float(metrics["first"]) != float(metrics["second"])
+    assert float(metrics["keys_differ"]) == 1.0
+    _, again = step(state, {})  # the same step of a resumed run draws the same numbers
+    assert float(again["first"]) == float(metrics["first"])
+
+
+@pytest.mark.parametrize("names", [("", "max"), ("min", "min")])
+def test_updates_of_a_game_need_distinct_names(names):
+    specs = {"a": PlayerSpec(Scalar(1.0), optax.sgd(0.1)), "b": PlayerSpec(Scalar(1.0), optax.sgd(0.1))}
+    updates = [Update((player,), lambda fw, b, r: (fw("a"), {}), name=name) for player, name in zip("ab", names)]
+    with pytest.raises(ValueError, match="distinct, non-empty names"):
+        make_train_step(specs, updates)
+
+
 def test_interrupted_run_resumes_to_identical_params(tmp_path):
     mesh = sharding.make_mesh()
     options = LoopOptions(log_every=3, checkpoint_every=4)

@@ -23,7 +23,10 @@ ExampleMetricFn = Callable[[Forward, Batch], Metrics]
 
 @dataclasses.dataclass(frozen=True)
 class Update:
-    """One gradient step: `players` descend `loss(forward, batch, rng) -> (loss, metrics)`."""
+    """One gradient step: `players` descend `loss(forward, batch, rng) -> (loss, metrics)`.
+
+    `name` prefixes the metrics (`<name>/loss`); a game of one update may leave it empty.
+    """
 
     players: tuple[str, ...]
     loss: LossFn
@@ -34,6 +37,10 @@ def check_updates(specs: Mapping[str, PlayerSpec], updates: Sequence[Update]) ->
     """Fails early, by name, on games that cannot train."""
     if not updates:
         raise ValueError("a game needs at least one Update")
+    names = [update.name for update in updates]
+    if len(updates) > 1 and (not all(names) or len(set(names)) != len(names)):
+        raise ValueError(f"the updates of a game of several need distinct, non-empty names (their metrics "
+                         f"are prefixed by them), got {names}")
     for update in updates:
         for name in update.players:
             if name not in specs:
