@@ -156,6 +156,42 @@ def long_table(scores: ConditionScores, subsets: Mapping[str, np.ndarray],
     return rows
 
 
+class ConditionScorer:
+    """Families over one test split with their bank built and placed once, and one compiled step per
+    architecture: what an experiment scoring many models under the same conditions holds."""
+
+    def __init__(self, families: Sequence[Family], split: ArraySplit, num_classes: int, batch_size: int, seed: int,
+                 mesh: jax.sharding.Mesh):
+        self.families, self.split, self.num_classes = list(families), split, num_classes
+        self.batch_size, self.seed, self.mesh = batch_size, seed, mesh
+        keys = set().union(*(family.bank_keys for family in self.families))
+        self.bank = build_bank(split.arrays, keys, num_classes, seed)
+        self._device_bank = sharding.put_replicated(self.bank, mesh)
+        self._architectures: dict[str, tuple[dict, LogitsFn]] = {}
+        self._steps: dict[str, Callable] = {}
+
+    def add_architecture(self, name: str, specs: Mapping[str, PlayerSpec], logits_fn: LogitsFn) -> None:
+        """Players and logits of the models to score under `name` (a zoo classifier, fusion's heads)."""
+        self._architectures[name] = (dict(specs), logits_fn)
+
+    def score(self, architecture: str, players: Mapping[str, Any], only: Sequence[str] | None = None,
+              families: Sequence[Family] | None = None) -> ConditionScores:
+        """Every family (those named in `only`) over the split; `families` may replace them by the same
+        transforms on other examples (same program)."""
+        return evaluate_conditions(self.step(architecture), players, self.split, families or self.families,
+                                   self.batch_size, self.mesh, num_classes=self.num_classes, seed=self.seed,
+                                   bank=self._device_bank, only=only)
+
+    def family(self, name: str) -> Family:
+        return next(family for family in self.families if family.name == name)
+
+    def step(self, architecture: str) -> Callable:
+        if architecture not in self._steps:
+            specs, logits_fn = self._architectures[architecture]
+            self._steps[architecture] = make_condition_step(specs, logits_fn, self.families)
+        return self._steps[architecture]
+
+
 def frozen_players(variables: Mapping[str, Mapping[str, Any]]) -> dict[str, Player]:
     """Trained variables as inference-only players (no optimizer state)."""
     return {name: Player(v["params"], v.get("batch_stats", {}), None) for name, v in variables.items()}

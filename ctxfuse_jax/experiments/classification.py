@@ -1,8 +1,11 @@
-"""Supervised classification stages: one game shape shared by pretraining, linear probes and fusion.
+"""The one stage builder, and the classification stages built on it.
 
-Every such stage trains some players so that `predict(forward, inputs, train)` classifies well;
-only who the players are, which of them move and what they classify (augmented images by default,
-or e.g. cached stream features) differs between the stages of an experiment.
+`train_players` turns players (initialised, started from given variables, or frozen) and their
+Updates into a resumable stage and returns the learners' variables: a supervised classifier, a
+linear probe, a fusion head, a mask generator or a min-max game are all built this way.
+`train_classifier` is its one-Update case: some players learn so that `predict(forward, inputs,
+train)` classifies well; only who the players are, which move and what they classify (augmented
+images by default, or e.g. cached stream features) differs between the stages of an experiment.
 """
 
 import dataclasses
@@ -12,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import optax
 
 from ctxfuse_jax.data import pipeline
 from ctxfuse_jax.data.augment import augment
@@ -46,9 +50,11 @@ def step_counts(train_config: ml_collections.ConfigDict, split_size: int) -> tup
     return max(1, int(round(train_config.num_epochs * per_epoch))), per_epoch
 
 
-def optimizer_for(train_config: ml_collections.ConfigDict, split_size: int):
+def optimizer_for(train_config: ml_collections.ConfigDict, split_size: int,
+                  optimizer: ml_collections.ConfigDict | None = None) -> optax.GradientTransformation:
+    """`optimizer` (default `train_config.optimizer`) with its schedule over the stage's steps."""
     total, per_epoch = step_counts(train_config, split_size)
-    return make_optimizer(train_config.optimizer, total, per_epoch)
+    return make_optimizer(optimizer or train_config.optimizer, total, per_epoch)
 
 
 def image_inputs(augment_config: ml_collections.ConfigDict) -> Inputs:
@@ -88,42 +94,17 @@ def classification_metrics(predict: Predict, inputs: Inputs):
     return metrics
 
 
-def classification_stage(name: str, specs: Mapping[str, PlayerSpec], predict: Predict,
-                         moving: tuple[str, ...], init_state: Callable[[], TrainState],
-                         train_split: pipeline.ArraySplit, test_split: pipeline.ArraySplit,
-                         train_config: ml_collections.ConfigDict, seed: int,
-                         mesh: jax.sharding.Mesh, fingerprint: Mapping, inputs: Inputs | None = None,
-                         extra_metrics: Callable[[TrainState], dict[str, float]] | None = None) -> Stage:
-    """A resumable stage training `moving` players, evaluated on `test_split` at the end.
-
-    `inputs` turns a batch of the splits into what `predict` takes: by default `image_inputs`.
-    `extra_metrics(state)` adds to every evaluation (e.g. accuracy under test conditions).
-    """
-    inputs = inputs or image_inputs(train_config.augment)
-    total, _ = step_counts(train_config, len(train_split))
-    eval_step = jax.jit(make_eval_step(specs, classification_metrics(predict, inputs)))
-
-    def evaluate(state: TrainState) -> dict[str, float]:
-        metrics = score_split(eval_step, state, test_split, train_config.batch_size, mesh)
-        return {**metrics, **(extra_metrics(state) if extra_metrics else {})}
-
-    return Stage(
-        name=name, specs=specs,
-        updates=[classification_update(predict, moving, train_config, inputs)],
-        init_state=init_state,
-        batches=lambda start: pipeline.train_batches(train_split, train_config.batch_size, seed, start),
-        num_steps=total,
-        fingerprint={**fingerprint, "train": train_config.to_dict(), "seed": seed},
-        evaluate=evaluate)
-
-
 @dataclasses.dataclass(frozen=True)
 class Learner:
-    """A player this stage trains: its module, the inputs it is initialised on, and its init key."""
+    """A player this stage trains: its module, how it starts (initialised on `sample_inputs` with
+    `init_rng`, or from given `variables`, e.g. an earlier stage's), and its own optimizer when it
+    learns apart from the others (a min-max game's players; None: the stage's `train.optimizer`)."""
 
     module: nn.Module
-    sample_inputs: tuple[jax.ShapeDtypeStruct, ...]
-    init_rng: jax.Array
+    sample_inputs: tuple[jax.ShapeDtypeStruct, ...] = ()
+    init_rng: jax.Array | None = None
+    variables: Variables | None = None
+    optimizer: ml_collections.ConfigDict | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,35 +113,81 @@ class Trained:
     metrics: dict[str, float]  # the stage's final test metrics
 
 
+Evaluation = Callable[[Mapping[str, PlayerSpec]], Callable[[TrainState], dict[str, float]]]
+
+
+def train_players(name: str, *, learners: Mapping[str, Learner], frozen: Mapping[str, tuple[nn.Module, Variables]],
+                  updates: list[Update], evaluate: Evaluation | None, train_split: pipeline.ArraySplit,
+                  train_config: ml_collections.ConfigDict, seed: int, train_rng: jax.Array, workdir: str,
+                  mesh: jax.sharding.Mesh, loop: LoopOptions, fingerprint: Mapping) -> Trained:
+    """The one stage set-up every experiment uses: specs, init, a resumable stage, variables out.
+
+    `learners` start from their init or given variables and move by `updates` (one Update, or the
+    several of a min-max game); `frozen` players (pretrained streams, a fixed mask generator) run in
+    inference mode and keep their variables. `evaluate(specs)` gives the stage's evaluation.
+    """
+    specs = {player: PlayerSpec(module) for player, (module, _) in frozen.items()}
+    specs.update({player: PlayerSpec(learner.module, optimizer_for(train_config, len(train_split), learner.optimizer))
+                  for player, learner in learners.items()})
+
+    def init_state() -> TrainState:
+        variables = {player: v for player, (_, v) in frozen.items()}
+        for player, learner in learners.items():
+            if learner.variables is not None:
+                variables[player] = learner.variables
+            else:
+                zeros = [jnp.zeros(s.shape, s.dtype) for s in learner.sample_inputs]
+                variables[player] = init_variables(learner.module, learner.init_rng, *zeros)
+        return new_train_state(specs, variables, train_rng)
+
+    # Players with their own optimizer add it (others are covered by `train`).
+    optimizers = {player: learner.optimizer.to_dict() for player, learner in learners.items() if learner.optimizer}
+    stage = Stage(
+        name=name, specs=specs, updates=updates, init_state=init_state,
+        batches=lambda start: pipeline.train_batches(train_split, train_config.batch_size, seed, start),
+        num_steps=step_counts(train_config, len(train_split))[0],
+        fingerprint={**fingerprint, "train": train_config.to_dict(), "seed": seed,
+                     **({"optimizers": optimizers} if optimizers else {})},
+        evaluate=evaluate(specs) if evaluate else None)
+    result = run_stage(stage, workdir, mesh, loop)
+    players = jax.device_get(result.state.players)
+    return Trained({player: {"params": players[player].params, "batch_stats": players[player].batch_stats}
+                    for player in learners}, result.metrics)
+
+
+def classification_evaluation(predict: Predict, inputs: Inputs, test_split: pipeline.ArraySplit, batch_size: int,
+                              mesh: jax.sharding.Mesh,
+                              extra_metrics: Callable[[TrainState], dict[str, float]] | None = None) -> Evaluation:
+    """Accuracy, loss and entropy of `predict` on `test_split`, plus `extra_metrics(state)` (e.g. accuracy
+    under test conditions)."""
+
+    def evaluation(specs):
+        eval_step = jax.jit(make_eval_step(specs, classification_metrics(predict, inputs)))
+
+        def evaluate(state: TrainState) -> dict[str, float]:
+            metrics = score_split(eval_step, state, test_split, batch_size, mesh)
+            return {**metrics, **(extra_metrics(state) if extra_metrics else {})}
+
+        return evaluate
+
+    return evaluation
+
+
 def train_classifier(name: str, predict: Predict, *, learners: Mapping[str, Learner],
                      frozen: Mapping[str, tuple[nn.Module, Variables]], train_split: pipeline.ArraySplit,
                      test_split: pipeline.ArraySplit, train_config: ml_collections.ConfigDict, seed: int,
                      train_rng: jax.Array, workdir: str, mesh: jax.sharding.Mesh, loop: LoopOptions,
                      fingerprint: Mapping, inputs: Inputs | None = None,
                      extra_metrics: Callable[[TrainState], dict[str, float]] | None = None) -> Trained:
-    """The one stage set-up every experiment uses: specs, init, a resumable stage, variables out.
-
-    `learners` are initialised here and trained; `frozen` players (e.g. pretrained streams) run in
-    inference mode and keep their variables. `predict(forward, inputs, train)` classifies;
-    `extra_metrics` adds to each evaluation (`classification_stage`).
-    """
-    specs = {player: PlayerSpec(module) for player, (module, _) in frozen.items()}
-    specs.update({player: PlayerSpec(learner.module, optimizer_for(train_config, len(train_split)))
-                  for player, learner in learners.items()})
-
-    def init_state() -> TrainState:
-        variables = {player: v for player, (_, v) in frozen.items()}
-        for player, learner in learners.items():
-            zeros = [jnp.zeros(s.shape, s.dtype) for s in learner.sample_inputs]
-            variables[player] = init_variables(learner.module, learner.init_rng, *zeros)
-        return new_train_state(specs, variables, train_rng)
-
-    stage = classification_stage(name, specs, predict, tuple(learners), init_state, train_split, test_split,
-                                 train_config, seed, mesh, fingerprint, inputs, extra_metrics)
-    result = run_stage(stage, workdir, mesh, loop)
-    players = jax.device_get(result.state.players)
-    return Trained({player: {"params": players[player].params, "batch_stats": players[player].batch_stats}
-                    for player in learners}, result.metrics)
+    """`train_players` with one classification update: `predict(forward, inputs, train)` classifies
+    the training `inputs` (augmented images by default) and is scored on `test_split`."""
+    inputs = inputs or image_inputs(train_config.augment)
+    return train_players(
+        name, learners=learners, frozen=frozen,
+        updates=[classification_update(predict, tuple(learners), train_config, inputs)],
+        evaluate=classification_evaluation(predict, inputs, test_split, train_config.batch_size, mesh, extra_metrics),
+        train_split=train_split, train_config=train_config, seed=seed, train_rng=train_rng, workdir=workdir,
+        mesh=mesh, loop=loop, fingerprint=fingerprint)
 
 
 def image_sample(split: pipeline.ArraySplit) -> tuple[jax.ShapeDtypeStruct]:

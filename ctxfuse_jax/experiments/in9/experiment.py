@@ -14,7 +14,7 @@ import functools
 import json
 import os
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -25,9 +25,8 @@ from ctxfuse_jax import degrade
 from ctxfuse_jax.data.pipeline import steps_per_epoch, to_unit_float
 from ctxfuse_jax.data.sources import Labelled, load_labelled
 from ctxfuse_jax.evaluate import apply_tapped, gradcam
-from ctxfuse_jax.evaluate.conditions import Family, build_bank, build_families, chosen_examples
-from ctxfuse_jax.evaluate.evaluator import ConditionScores, LogitsFn, evaluate_conditions, frozen_players, \
-    make_condition_step
+from ctxfuse_jax.evaluate.conditions import Family, build_families, chosen_examples
+from ctxfuse_jax.evaluate.evaluator import ConditionScorer, ConditionScores, frozen_players
 from ctxfuse_jax.experiments.classification import Learner, classifier_module, image_sample, train_classifier
 from ctxfuse_jax.experiments.fusion import finished as fusion_finished
 from ctxfuse_jax.experiments.fusion import networks as fusion_networks
@@ -56,36 +55,21 @@ def _rngs(seed: int, variant: str) -> tuple[jax.Array, jax.Array]:
     return tuple(jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), degrade.VARIANTS.index(variant))))
 
 
-class Scorer:
+class Scorer(ConditionScorer):
     """The configured families over the test split, and one compiled step per architecture."""
 
     def __init__(self, config: ml_collections.ConfigDict, data: Labelled, mesh: jax.sharding.Mesh):
-        self.config, self.data, self.mesh = config, data, mesh
-        self.families = build_families(config.eval.conditions.to_dict(), data.test.arrays["image"].shape[1],
-                                       len(data.test), config.eval.seed)
-        # The bank (tiled backgrounds, mixed_* donors) is built and placed once for every model.
-        keys = set().union(*(family.bank_keys for family in self.families))
-        self.bank = build_bank(data.test.arrays, keys, data.num_classes, config.eval.seed)
-        self._device_bank = sharding.put_replicated(self.bank, mesh)
-        self._steps: dict[str, Callable] = {}
-        self._architectures: dict[str, tuple[dict, LogitsFn]] = {}
+        families = build_families(config.eval.conditions.to_dict(), data.test.arrays["image"].shape[1],
+                                  len(data.test), config.eval.seed)
+        super().__init__(families, data.test, data.num_classes, config.eval.batch_size, config.eval.seed, mesh)
+        self.config, self.data = config, data
+        self._gradcam = None
         self.add_architecture("classifier", {"classifier": PlayerSpec(classifier_module(config, data.num_classes))},
                               lambda fw, x: {"classifier": fw("classifier", x)})
 
-    def add_architecture(self, name: str, specs: Mapping[str, PlayerSpec], logits_fn: LogitsFn) -> None:
-        """Players and logits of models to score under `name` (the zoo classifier, fusion's four heads)."""
-        self._architectures[name] = (dict(specs), logits_fn)
-
-    def score(self, architecture: str, players: Mapping[str, Any], only: tuple[str, ...] | None = None
-              ) -> ConditionScores:
-        """Every family (or those named in `only`) over the test split; one architecture, one program."""
-        return evaluate_conditions(self._step(architecture), players, self.data.test, self.families,
-                                   self.config.eval.batch_size, self.mesh, num_classes=self.data.num_classes,
-                                   seed=self.config.eval.seed, bank=self._device_bank, only=only)
-
     @property
     def variant_family(self) -> Family:
-        return next(f for f in self.families if f.name == VARIANTS)
+        return self.family(VARIANTS)
 
     def progress(self, players: Mapping[str, Any]) -> ConditionScores:
         """The variant family on `analysis.progress_images` test images: the same program, fewer batches."""
@@ -93,19 +77,11 @@ class Scorer:
                                    stream=2)
         families = [dataclasses.replace(f, examples=tuple(int(i) for i in examples)) if f.name == VARIANTS else f
                     for f in self.families]
-        return evaluate_conditions(self._step("classifier"), players, self.data.test, families,
-                                   self.config.eval.batch_size, self.mesh, num_classes=self.data.num_classes,
-                                   seed=self.config.eval.seed, bank=self._device_bank, only=(VARIANTS,))
-
-    def _step(self, architecture: str) -> Callable:
-        if architecture not in self._steps:
-            specs, logits_fn = self._architectures[architecture]
-            self._steps[architecture] = make_condition_step(specs, logits_fn, self.families)
-        return self._steps[architecture]
+        return self.score("classifier", players, only=(VARIANTS,), families=families)
 
     def gradcam(self, variables: Mapping[str, Any], images: jax.Array, labels: jax.Array) -> jax.Array:
         """Grad-CAM of `labels` at `analysis.cam_layer` of a classifier trained here; one program for all."""
-        if "gradcam" not in self._steps:
+        if self._gradcam is None:
             module = classifier_module(self.config, self.data.num_classes)
             layer = self.config.analysis.cam_layer
 
@@ -113,8 +89,8 @@ class Scorer:
                 return gradcam(lambda x, delta: apply_tapped(module, variables, layer, x, delta=delta), images,
                                labels)
 
-            self._steps["gradcam"] = jax.jit(maps)
-        return self._steps["gradcam"](variables, images, labels)
+            self._gradcam = jax.jit(maps)
+        return self._gradcam(variables, images, labels)
 
 
 def variant_accuracy(scores: ConditionScores, model: str) -> dict[str, float]:
