@@ -51,3 +51,13 @@ def coco_data(image_size: int = 224, seed: int = 0, data_dir: str = "", cache_di
     """Pruned MS COCO 2017 from a prepared TFDS `data_dir`; the subset index is cached in `cache_dir`."""
     return ml_collections.ConfigDict(dict(name="coco", image_size=image_size, seed=seed, data_dir=data_dir,
                                           cache_dir=cache_dir))
+
+
+def digits_data(name: str = "digits", image_size: int = 28, seed: int = 0, num_examples: int = 0, data_dir: str = "",
+                test_fraction: float = 0.25) -> ml_collections.ConfigDict:
+    """Digits on black with true masks (seed 002): `digits` (embedded, offline), `mnist` or `fashion_mnist`
+    (from a prepared TFDS `data_dir`; `''`: TFDS's default). `num_examples=0`: all, else the total over both
+    splits. `seed` (jitter, subset, split) and `test_fraction` (per class) apply to `digits` only; the TFDS
+    datasets keep their own splits."""
+    return ml_collections.ConfigDict(dict(name=name, image_size=image_size, seed=seed, num_examples=num_examples,
+                                          data_dir=data_dir, test_fraction=test_fraction))

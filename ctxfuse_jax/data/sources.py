@@ -1,4 +1,4 @@
-"""Classification datasets by name, read into memory: the embedded dataset and pruned MS COCO.
+"""Classification datasets by name, read into memory: the embedded dataset, pruned MS COCO, digits.
 
 Every source returns the same `Labelled` shape, so experiments never ask where data came from.
 `label` is always the training target (the scene type for the embedded `scenes` variant).
@@ -65,7 +65,21 @@ def _coco(config: ml_collections.ConfigDict) -> Labelled:
                     coco_classes.SUPERCATEGORY_NAMES, np.asarray(index.class_supercategory))
 
 
-SOURCES: dict[str, Callable[[ml_collections.ConfigDict], Labelled]] = {"embedded": _embedded, "coco": _coco}
+def _digits(config: ml_collections.ConfigDict) -> Labelled:
+    """Embedded digits (`digits`) or TFDS `mnist` / `fashion_mnist`, with their true masks; no supercategories."""
+    from ctxfuse_jax.data import digits
+
+    if config.name == digits.DIGITS:
+        train, test = digits.embedded_digits(config.image_size, seed=config.seed, num_examples=config.num_examples,
+                                             test_fraction=config.test_fraction)
+    else:
+        train, test = digits.tfds_digits(config.name, config.image_size, num_examples=config.num_examples,
+                                         data_dir=config.data_dir or None)
+    return Labelled(train, test, digits.class_names(config.name, config.data_dir or None), (), np.zeros(0, int))
+
+
+SOURCES: dict[str, Callable[[ml_collections.ConfigDict], Labelled]] = {
+    "embedded": _embedded, "coco": _coco, "digits": _digits, "mnist": _digits, "fashion_mnist": _digits}
 
 
 def load_labelled(config: ml_collections.ConfigDict) -> Labelled:
