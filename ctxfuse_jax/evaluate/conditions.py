@@ -7,12 +7,16 @@ A config names groups of conditions, as big_vision's `config.evals` names evalua
     config.eval.conditions.defocus = dict(kind="preset", preset="imagenet_c/defocus_blur", region="all")
     config.eval.conditions.in9 = dict(kind="variant", variants=("original", "mixed_rand"))
     config.eval.conditions.challenge = dict(kind="composite", num_foregrounds=256, num_backgrounds=64)  # 0: all
+    config.eval.conditions.table1 = dict(kind="pattern", patterns=("original", "stripes", "salt_pepper"),
+                                         rates=(0.25,), textures=(), dilation=2)
 
 Each group is a *family*: one transform whose *level* (a sigma, a preset level, a variant, a
 background) is a traced index, so one compiled program serves every condition of every family
 (`lax.switch` picks the family). A family's levels are the table's `level` column, its name the
 `condition` column.
 
+Test backgrounds (`pattern`, seed 002) replace everything outside the dilated true mask by a
+stripe, checkerboard, border, circle, clock, salt-and-pepper or texture image (`degrade.patterns`).
 Background variants and composites read a *bank* built once on the host from the test split: the
 only_bg_t of every image (seed 004's tiled backgrounds) and the donors each mixed_* variant pastes
 a foreground onto (`degrade.backgrounds`), so every model sees the same images.
@@ -29,9 +33,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ctxfuse_jax import degrade
-from ctxfuse_jax.degrade import backgrounds, presets, regions
+from ctxfuse_jax.degrade import backgrounds, patterns, presets, regions
 
-KINDS = ("gaussian_blur", "preset", "variant", "composite")
+KINDS = ("gaussian_blur", "preset", "variant", "composite", "pattern")
+ORIGINAL = "original"  # a pattern family's level that leaves the image as it is
 BACKGROUNDS = "backgrounds"  # the bank: only_bg_t of every test image, uint8
 Batch = Mapping[str, jax.Array]
 # (images in [0, 1], batch, bank, level index, key) -> transformed images
@@ -148,6 +153,50 @@ def composite_family(name: str, background_indices: Sequence[int],
                   background_of_level=tuple(int(i) for i in background_indices))
 
 
+def pattern_levels(names: Sequence[str], rates: Sequence[float], textures: Sequence[str]) -> tuple[str, ...]:
+    """A pattern family's levels: each name, salt_pepper once per rate, texture once per photo."""
+    levels = []
+    for pattern in names:
+        if pattern == "salt_pepper":
+            levels += [f"salt_pepper_{rate:g}" for rate in rates]
+        elif pattern == "texture":
+            levels += [f"texture_{photo}" for photo in textures]
+        else:
+            levels.append(pattern)
+    return tuple(levels)
+
+
+def pattern_family(name: str, names: Sequence[str], rates: Sequence[float], textures: Sequence[str],
+                   dilation: int, image_size: int, channels: int, seed: int) -> Family:
+    """Seed 002's test backgrounds behind each test object's true mask dilated by `dilation` px (the
+    authors' disk(2)); `original` keeps the image. Salt-and-pepper pixels are drawn by `seed`."""
+    unknown = sorted(set(names) - set(patterns.PATTERNS) - {ORIGINAL})
+    if unknown:
+        raise ValueError(f"unknown test backgrounds {unknown}; valid: {(ORIGINAL, *patterns.PATTERNS)}")
+    levels = pattern_levels(names, rates, textures)
+    images = []
+    for pattern in names:
+        if pattern == "salt_pepper":
+            images += [patterns.salt_pepper(image_size, channels, rate=rate, seed=seed) for rate in rates]
+        elif pattern == "texture":
+            images += [patterns.texture(image_size, channels, photo=photo) for photo in textures]
+        elif pattern != ORIGINAL:
+            images.append(patterns.pattern(pattern, image_size, channels))
+    # Row i of `stack` is level i's background; the original level's row is never shown.
+    stack = np.zeros((len(levels), image_size, image_size, channels), np.float32)
+    shown = [i for i, level in enumerate(levels) if level != ORIGINAL]
+    if images:
+        stack[shown] = np.stack(images)
+    original = levels.index(ORIGINAL) if ORIGINAL in levels else -1
+    stack = jnp.asarray(stack)
+
+    def transform(images, batch, bank, level, key):
+        pasted = patterns.behind(images, batch["mask"], stack[level], dilation)
+        return jnp.where(level == original, images, pasted)
+
+    return Family(name, levels, transform)
+
+
 def chosen_examples(num_images: int, count: int, seed: int, stream: int) -> np.ndarray:
     """`count` of the split's images (all for 0) drawn without replacement, in split order;
     `stream` keeps draws of one seed independent (foregrounds 0, backgrounds 1)."""
@@ -157,9 +206,9 @@ def chosen_examples(num_images: int, count: int, seed: int, stream: int) -> np.n
 
 
 def build_families(specs: Mapping[str, Mapping[str, Any]], image_size: int, num_test: int,
-                   seed: int) -> list[Family]:
+                   seed: int, channels: int = 3) -> list[Family]:
     """The families a config's `eval.conditions` names, in config order; `seed` draws composites'
-    backgrounds (and, in `build_bank`, the mixed_* donors)."""
+    backgrounds and salt-and-pepper pixels (and, in `build_bank`, the mixed_* donors)."""
     families = []
     for name, spec in specs.items():
         kind = spec["kind"]
@@ -174,6 +223,9 @@ def build_families(specs: Mapping[str, Mapping[str, Any]], image_size: int, num_
             foregrounds = chosen_examples(num_test, spec["num_foregrounds"], seed, stream=0)
             bank_images = chosen_examples(num_test, spec["num_backgrounds"], seed, stream=1)
             families.append(composite_family(name, bank_images, foregrounds))
+        elif kind == "pattern":
+            families.append(pattern_family(name, spec["patterns"], spec.get("rates", ()), spec.get("textures", ()),
+                                           spec["dilation"], image_size, channels, seed))
         else:
             raise ValueError(f"unknown condition kind {kind!r}; choose one of {KINDS}")
     return families

@@ -65,10 +65,12 @@ def _listing(items: list[str]) -> str:
     return ', '.join(items[:_SHOWN]) + more
 
 
-def restrict_variables(variables: Mapping[str, Any], model: nn.Module) -> dict[str, Any]:
-    """The part of a bigger model's `variables` that `model` (e.g. truncated by stop_at) uses."""
+def restrict_variables(variables: Mapping[str, Any], model: nn.Module,
+                       input_shape: tuple[int, ...] = (1, 224, 224, 3)) -> dict[str, Any]:
+    """The part of a bigger model's `variables` that `model` (e.g. truncated by stop_at) uses, traced on
+    `input_shape` inputs."""
     flat = flatten(variables)
-    expected = flatten(variable_shapes(model))
+    expected = flatten(variable_shapes(model, input_shape))
     check_structure(flat, expected, f'variables do not fit {type(model).__name__}',
                     allow_unexpected=True)
     return unflatten({k: flat[k] for k in expected})

@@ -323,6 +323,34 @@ def progress_figure(points: Mapping[str, tuple[np.ndarray, np.ndarray]],
     return _saved(fig, path)
 
 
+def curves_figure(panels: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float]]]],
+                  xlabel: str = 'epoch', ylabel: str = 'value', path: str | os.PathLike | None = None) -> Figure:
+    """A panel per title, a line per name through its (x, y) points: metrics over training (seed 002).
+
+    `panels[title][name]` is (x, y) of equal lengths, e.g. the mask IoU of phase 2 per epoch, or
+    each phase-3 method's accuracy on the object alone. Panels share the y axis [0, 1].
+    """
+    _require(bool(panels), 'panels is empty; give at least one panel')
+    names = list(dict.fromkeys(name for lines in panels.values() for name in lines))
+    _require(bool(names), 'every panel is empty; give at least one line')
+    colours = dict(zip(names, _colours(len(names))))
+    fig = _figure(len(panels) * SEVERITY_PANEL[0], SEVERITY_PANEL[1] + LEGEND_HEIGHT)
+    axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
+    for ax, letter, (title, lines) in zip(axes, string.ascii_lowercase, panels.items()):
+        for name, (x, y) in lines.items():
+            _require(len(x) == len(y) and len(x) > 0,
+                     f'panels[{title!r}][{name!r}] has {len(x)} x and {len(y)} y values; needs equal, non-zero')
+            ax.plot(x, y, marker='o', markersize=3, color=colours[name])
+        ax.set_title(f'({letter}) {title}')
+        ax.set_xlabel(xlabel)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(ylabel)
+    handles = [Line2D([], [], color=colours[n], marker='o', label=n) for n in names]
+    fig.legend(handles=handles, loc='outside lower center', ncols=min(len(handles), 4), frameon=False)
+    return _saved(fig, path)
+
+
 def _image(image: np.ndarray, what: str) -> np.ndarray:
     """(H, W, 3) or (H, W) in [0, 1] for imshow, or a ValueError naming `what`."""
     image = np.asarray(image, np.float32)
