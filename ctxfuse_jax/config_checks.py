@@ -25,14 +25,18 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from ctxfuse_jax.data import digits as digits_data
 from ctxfuse_jax.data.embedded import choices as embedded_choices
 from ctxfuse_jax.errors import ConfigError
 from ctxfuse_jax.degrade import backgrounds as degrade_backgrounds
+from ctxfuse_jax.degrade import patterns as degrade_patterns
 from ctxfuse_jax.degrade import presets as degrade_presets
 from ctxfuse_jax.degrade import regions as degrade_regions
 from ctxfuse_jax.evaluate import conditions as conditions_lib
 from ctxfuse_jax.evaluate.taps import select_feature
 from ctxfuse_jax.experiments import registry as experiments
+from ctxfuse_jax.experiments.bg_invariant import choices as bg_choices
+from ctxfuse_jax.experiments.bg_invariant import masks as bg_masks
 from ctxfuse_jax.experiments.feature_cache_modes import MODES as FEATURE_CACHE_MODES
 from ctxfuse_jax.models import INTERMEDIATES, WidthError, build_model, features
 from ctxfuse_jax.models.fusion import FusionHead
@@ -248,8 +252,22 @@ def _check_coco(config: Section, key: str) -> None:
     string(config, key, "cache_dir")
 
 
+def _check_digits(config: Section, key: str) -> None:
+    """`config_defaults.digits_data`: the embedded digits or TFDS mnist / fashion_mnist."""
+    integer(config, key, "image_size", digits_data.MIN_IMAGE_SIZE, why="smaller digits lose their strokes")
+    integer(config, key, "seed", 0, SEED_LIMIT - 1)
+    num_examples = field(config, key, "num_examples")
+    smallest = digits_data.MIN_DIGITS_EXAMPLES
+    if not _is_integer(num_examples) or (num_examples != 0 and num_examples < smallest):
+        fail(_dotted(key, "num_examples"), num_examples, f"must be 0 (all) or an integer >= {smallest} "
+                                                         "(every class in both splits)")
+    number(config, key, "test_fraction", 0.0, 1.0, low_open=True, high_open=True, why="the share held out per class")
+    string(config, key, "data_dir")
+
+
 # One checker per dataset of `data.sources.SOURCES` (a test keeps the two in step).
-DATA_CHECKS: dict[str, Callable[[Section, str], None]] = {"embedded": _check_embedded, "coco": _check_coco}
+DATA_CHECKS: dict[str, Callable[[Section, str], None]] = {
+    "embedded": _check_embedded, "coco": _check_coco, **{name: _check_digits for name in digits_data.NAMES}}
 
 
 def check_data(config: Section, key: str = "data") -> None:
@@ -266,8 +284,8 @@ def train_examples(config: Section) -> int | None:
     return embedded_choices.split_sizes(total)[0]
 
 
-def _image_shape(size: int) -> tuple[int, int, int, int]:
-    return (1, size, size, 3)
+def _image_shape(size: int, channels: int = 3) -> tuple[int, int, int, int]:
+    return (1, size, size, channels)
 
 
 def trace(module: nn.Module, *input_shapes: tuple[int, ...]) -> Traced:
@@ -284,10 +302,11 @@ def trace(module: nn.Module, *input_shapes: tuple[int, ...]) -> Traced:
     return Traced(module, tuple(output.shape), {name: tuple(value.shape) for name, value in tapped.items()})
 
 
-def _trace_backbone(model: nn.Module, width_key: str, width: float, size_key: str, size: int) -> Traced:
+def _trace_backbone(model: nn.Module, width_key: str, width: float, size_key: str, size: int,
+                    channels: int = 3) -> Traced:
     """The traced model; a width without channels or images it cannot take are told by their keys."""
     try:
-        return trace(model, _image_shape(size))
+        return trace(model, _image_shape(size, channels))
     except WidthError as error:
         fail(width_key, width, str(error))
     except (ValueError, TypeError) as error:
@@ -304,7 +323,7 @@ def _backbone_options(config: Section, key: str, name_field: str, compute_dtype:
 
 
 def check_model(config: Section, key: str = "model", *, image_size: int, image_key: str = "data.image_size",
-                compute_dtype: str = "float32") -> Traced:
+                compute_dtype: str = "float32", channels: int = 3) -> Traced:
     """A zoo model section (`name`, `width`, `conv`, and any other keyword the model takes), traced on
     `image_size` images (`image_key` says where that size is set)."""
     name, options = _backbone_options(config, key, "name", compute_dtype)
@@ -313,7 +332,7 @@ def check_model(config: Section, key: str = "model", *, image_size: int, image_k
         model = build_model(name, num_classes=2, **options, **extra)
     except TypeError as error:
         fail(key, config.to_dict(), f"{name} does not take these options ({error})")
-    return _trace_backbone(model, _dotted(key, "width"), config.width, image_key, image_size)
+    return _trace_backbone(model, _dotted(key, "width"), config.width, image_key, image_size, channels)
 
 
 # --- top-level values -----------------------------------------------------------------------
@@ -412,6 +431,7 @@ CONDITION_FIELDS = {  # kind -> (required, optional) fields of one `eval.conditi
     "preset": (("preset", "region"), ("levels",)),
     "variant": (("variants",), ()),
     "composite": (("num_foregrounds", "num_backgrounds"), ()),
+    "pattern": (("patterns", "dilation"), ("rates", "textures")),
 }
 
 
@@ -442,6 +462,16 @@ def _check_condition(config: Section, key: str) -> None:
     elif kind == "variant":
         distinct_tuple(config, key, "variants", f"background variants {degrade_backgrounds.VARIANTS}",
                        lambda v: v in degrade_backgrounds.VARIANTS)
+    elif kind == "pattern":
+        names = (conditions_lib.ORIGINAL, *degrade_patterns.PATTERNS)
+        chosen = distinct_tuple(config, key, "patterns", f"test backgrounds {names}", lambda v: v in names)
+        if "salt_pepper" in chosen:
+            distinct_tuple(config, key, "rates", "salt-and-pepper rates in (0, 1]",
+                           lambda r: _is_number(r) and 0 < r <= 1)
+        if "texture" in chosen:
+            distinct_tuple(config, key, "textures", f"photographs {degrade_patterns.TEXTURES}",
+                           lambda t: t in degrade_patterns.TEXTURES)
+        integer(config, key, "dilation", 0, why="px the true mask grows by before the background replaces the rest")
     else:
         integer(config, key, "num_foregrounds", 0, why="test images whose foregrounds are pasted; 0: all")
         integer(config, key, "num_backgrounds", 0, why="backgrounds of the bank each foreground is pasted on; 0: all")
@@ -639,9 +669,121 @@ def check_in9(config: Section) -> None:
     _check_fusion_workdir(config)
 
 
+def _check_bg_part(config: Section, key: str, compute_dtype: str) -> None:
+    """One dataset of configs/bg_invariant.py: its data, players, phases, methods and test conditions."""
+    data = section(config, key, "data")
+    check_data(data, _dotted(key, "data"))
+    plain = boolean(config, key, "plain_background")
+    if data.name == "embedded" and data.variant != embedded_choices.OBJECTS:
+        fail(_dotted(key, "data.variant"), data.variant, f"must be {embedded_choices.OBJECTS!r}: compositing needs "
+                                                         "each image's object mask")
+    if data.name != "embedded" and plain:
+        fail(_dotted(key, "plain_background"), plain, "digits are on black already; True is for the embedded "
+                                                      "objects, whose scenes then become a test set")
+    seeds = field(config, key, "seeds")
+    if not isinstance(seeds, (tuple, list)) or (seeds and not all(_is_seed(s) for s in seeds)) \
+            or len(set(seeds)) != len(seeds):
+        fail(_dotted(key, "seeds"), seeds, f"must be () (the config's seeds) or distinct integers in [0, {SEED_LIMIT})")
+    size, channels = data.image_size, 1 if data.name in digits_data.NAMES else 3
+    num_train = train_examples(data)
+    check_train(section(config, key, "train"), _dotted(key, "train"), num_train)
+    classifier = check_model(section(config, key, "classifier"), _dotted(key, "classifier"), image_size=size,
+                             image_key=_dotted(key, "data.image_size"), compute_dtype=compute_dtype, channels=channels)
+    conv = config.classifier.conv
+
+    mask_key = _dotted(key, "mask")
+    mask = section(config, key, "mask")
+    width = number(mask, mask_key, "width", 0.0, low_open=True, why="scales the U-Net's channels")
+    mask_conv = registered(mask, mask_key, "conv", conv_module)
+    _trace_backbone(build_model("unet", width=width, conv=mask_conv), _dotted(mask_key, "width"), width,
+                    _dotted(key, "data.image_size"), size, channels)
+    number(mask, mask_key, "area", 0.0, 1.0, low_open=True, high_open=True, why="the mask's target share of the image")
+    one_of(mask, mask_key, "area_loss", bg_masks.AREA_LOSSES, "area loss")
+    number(mask, mask_key, "area_weight", 0.0)
+    number(mask, mask_key, "tv_weight", 0.0)
+    check_train(section(mask, mask_key, "train"), _dotted(mask_key, "train"), num_train)
+
+    background_key = _dotted(key, "background")
+    background = section(config, key, "background")
+    one_of(background, background_key, "binarize", bg_masks.BINARIZE, "mask binarisation")
+    number(background, background_key, "area", 0.0, 1.0, low_open=True, high_open=True,
+           why="the share of each image the quantile rule keeps")
+    one_of(background, background_key, "schedule", bg_choices.SCHEDULES, "schedule")
+    number(background, background_key, "brightness_weight", 0.0)
+    number(background, background_key, "clean_weight", 0.0, why="the weight of the loss on clean images; 0: composites only")
+    integer(background, background_key, "dilation", 0, why="px the learned masks grow by before compositing")
+    distinct_tuple(background, background_key, "textures", f"photographs {degrade_patterns.TEXTURES}",
+                   lambda t: t in degrade_patterns.TEXTURES)
+    integer(background, background_key, "texture_crops", 1, why="random texture crops the texture baseline draws from")
+    check_train(section(background, background_key, "train"), _dotted(background_key, "train"), num_train)
+    generator_key = _dotted(background_key, "generator")
+    generator = section(background, background_key, "generator")
+    tiles = integer(generator, generator_key, "tiles", 1, why="a tiles x tiles grid of generated patches")
+    width = number(generator, generator_key, "width", 0.0, low_open=True, why="scales the generator's channels")
+    try:
+        module = build_model("background_generator", size=size, channels=channels, tiles=tiles, width=width,
+                             conv=conv_module(conv))
+        trace(module, module.noise_shape(1))
+    except ValueError as error:
+        fail(_dotted(generator_key, "tiles"), tiles, str(error))
+    check_optimizer(section(generator, generator_key, "optimizer"), _dotted(generator_key, "optimizer"))
+
+    attention_key = _dotted(key, "attention")
+    attention = section(config, key, "attention")
+    _feature_map(attention, attention_key, "layer", classifier)
+    number(attention, attention_key, "tau", 0.0, 1.0, low_open=True, high_open=True,
+           why="the share of the heat map's range a cell needs to be hot")
+    integer(attention, attention_key, "crop_size", 4, why="px of the resized crop the local CNN reads")
+    number(attention, attention_key, "width", 0.0, low_open=True)
+    check_train(section(attention, attention_key, "train"), _dotted(attention_key, "train"), num_train)
+
+    methods = distinct_tuple(config, key, "methods", f"methods {bg_choices.METHODS}",
+                             lambda m: m in bg_choices.METHODS)
+    if bg_choices.VANILLA not in methods:
+        fail(_dotted(key, "methods"), methods, "must include 'vanilla': every claim compares with it")
+    if channels == 3 and "adversarial_unpenalised" in methods:
+        fail(_dotted(key, "methods"), methods, "'adversarial_unpenalised' is the single-channel ablation; colour "
+                                               "images have no brightness penalty to drop")
+    table = section(config, key, "table")
+    _check_condition(table, _dotted(key, "table"))
+    if table.kind != "pattern":
+        fail(_dotted(key, "table.kind"), table.kind, "must be 'pattern': Table 1's test backgrounds")
+    if conditions_lib.ORIGINAL not in table.patterns:
+        fail(_dotted(key, "table.patterns"), table.patterns, "must include 'original' (the claims compare new "
+                                                             "backgrounds with the training one)")
+    reliance = section(config, key, "reliance")
+    if reliance and not plain:
+        fail(_dotted(key, "reliance"), reliance.to_dict(), "needs the objects' scenes: plain_background=True on "
+                                                           "the embedded objects, else {}")
+    for name in reliance:
+        where = _dotted(key, f"reliance.{name}")
+        condition = section(reliance, _dotted(key, "reliance"), name)
+        _check_condition(condition, where)
+        expected = dict(zip(bg_choices.RELIANCE, ("variant", "composite")))
+        if expected.get(name) != condition.kind:
+            fail(where, condition.to_dict(), f"seed 004's measures read {expected}")
+    if "in9" in reliance and not set(IN9_NEEDED) <= set(reliance.in9.variants):
+        fail(_dotted(key, "reliance.in9.variants"), reliance.in9.variants, f"must include {IN9_NEEDED}")
+
+
+def check_bg_invariant(config: Section) -> None:
+    """configs/bg_invariant.py: per dataset, the three phases, the baselines and the test conditions."""
+    check_seeds(config)
+    check_compute_dtype(config)
+    check_loop(section(config, "", "loop"))
+    integer(section(config, "", "eval"), "eval", "batch_size", 1)
+    integer(config.eval, "eval", "seed", 0, SEED_LIMIT - 1)
+    integer(section(config, "", "analysis"), "analysis", "figure_images", 1)
+    datasets = section(config, "", "datasets")
+    if not datasets:
+        fail("datasets", datasets.to_dict(), "needs at least one dataset, e.g. digits")
+    for name in datasets:
+        _check_bg_part(section(datasets, "datasets", name), f"datasets.{name}", config.compute_dtype)
+
+
 # One per experiment of `experiments.registry.EXPERIMENTS` (a test keeps the two in step).
-EXPERIMENT_CHECKS: dict[str, Callable[[Section], None]] = {"fusion": check_fusion, "in9": check_in9,
-                                                           "supervised": check_supervised}
+EXPERIMENT_CHECKS: dict[str, Callable[[Section], None]] = {"bg_invariant": check_bg_invariant, "fusion": check_fusion,
+                                                           "in9": check_in9, "supervised": check_supervised}
 
 
 def check_config(config: Section) -> None:
