@@ -1,7 +1,8 @@
 """Every benchmark, as the markdown tables of bench/README.md.
 
 JAX against its PyTorch reference, then the costs around the train step (degradations, input
-pipeline, compilation) and the backgrounds challenge's throughput against its authors' PyTorch loop.
+pipeline, compilation), the backgrounds challenge's throughput against its authors' PyTorch loop and
+seed 002's phase-3 step against PyTorch.
 
     PYTHONPATH=. python -m bench.run_all                      # 30-50 min on 2 CPU cores
     PYTHONPATH=. python -m bench.run_all --sections resnet18 conv_layers --rounds 2
@@ -19,7 +20,8 @@ import os
 import platform
 from typing import Callable
 
-from bench import challenge, conv_layers, degrade_share, harness, input_pipeline, mixed_precision, sweep_compiles
+from bench import (bg_invariant, challenge, conv_layers, degrade_share, harness, input_pipeline, mixed_precision,
+                   sweep_compiles)
 
 BATCH, SIZE = 64, 64
 VGG_WIDTH = 0.5  # VGG16 at half width in both frameworks, so a step fits the time.
@@ -126,6 +128,8 @@ SECTIONS: dict[str, tuple[str, Callable[[int], str]]] = {
                        "train steps", lambda rounds: sweep_compiles.main()),
     "challenge": ("Backgrounds challenge: composites scored per second, the evaluator of conditions against "
                   "MadryLab's per-foreground PyTorch loop", lambda rounds: challenge.main()),
+    "bg_invariant": ("Seed 002's phase-3 step (adversarial backgrounds, digits, batch 32) against PyTorch, and its "
+                     "U-Net's convolution", lambda rounds: bg_invariant.main(rounds)),
 }
 
 
