@@ -12,6 +12,7 @@ and, for objects with scenes, on seed 004's variants and challenge.
 
 import dataclasses
 import functools
+import json
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -27,6 +28,7 @@ from ctxfuse_jax.data.pipeline import steps_per_epoch, to_unit_float
 from ctxfuse_jax.degrade import patterns
 from ctxfuse_jax.evaluate.conditions import build_families
 from ctxfuse_jax.evaluate.evaluator import ConditionScorer, ConditionScores, frozen_players
+from ctxfuse_jax.evaluate.scoring import per_example_outputs, score_split
 from ctxfuse_jax.experiments.bg_invariant import data as bg_data
 from ctxfuse_jax.experiments.bg_invariant import game, masks, outputs
 from ctxfuse_jax.experiments.bg_invariant.choices import ATTENTION, BACKGROUND_METHODS, TABLE, VANILLA
@@ -41,13 +43,11 @@ from ctxfuse_jax.train.loop import LoopOptions
 from ctxfuse_jax.train.monitor import METRICS_FILE
 from ctxfuse_jax.train.state import PlayerSpec, TrainState
 from ctxfuse_jax.train.steps import make_eval_step
-from ctxfuse_jax.evaluate.scoring import per_example_outputs, score_split
 
 GLOBAL = "global"  # the attention baseline's frozen global CNN: the vanilla model, truncated
 SAMPLES_DIR = "samples"  # a background stage's generated backgrounds and composites, per evaluation
 # Every stage's key is folded from the seed by its place here: adding a method changes no other stage.
-STAGE_KEYS = ("vanilla", "mask_net", "attention", "black", "noise", "texture", "adversarial",
-              "adversarial_unpenalised")
+STAGE_KEYS = (VANILLA, "mask_net", ATTENTION, *BACKGROUND_METHODS)
 
 
 def _rngs(seed: int, stage: str) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -303,8 +303,6 @@ def model_measures(scores: Mapping[str, ConditionScores], part: bg_data.Part, sc
 
 def epoch_curves(stage_dir: str, per_epoch: int) -> list[dict[str, float]]:
     """A stage's evaluations while it trained: [{epoch, metric: value}] from its metrics file."""
-    import json
-
     path = os.path.join(stage_dir, METRICS_FILE)
     points = []
     if os.path.exists(path):

@@ -10,7 +10,8 @@ import numpy as np
 
 from ctxfuse_jax import provenance
 from ctxfuse_jax.data.pipeline import to_unit_float
-from ctxfuse_jax.experiments.bg_invariant import report
+from ctxfuse_jax.experiments.bg_invariant import masks, report
+from ctxfuse_jax.experiments.bg_invariant.choices import TABLE
 from ctxfuse_jax.files import write_json_atomic
 from ctxfuse_jax.report import bar_chart, curves_figure, image_grid, tables
 
@@ -61,8 +62,6 @@ def _test_backgrounds(part, family, count: int) -> list[list[np.ndarray]]:
 
 
 def _mask_rows(part, mask_module, mask_variables, binarize, count: int) -> tuple[list, list]:
-    from ctxfuse_jax.experiments.bg_invariant import masks
-
     chosen = _examples(part, count)
     test = part.data.test.arrays
     images = to_unit_float(jnp.asarray(test["image"][chosen]))
@@ -75,21 +74,20 @@ def _mask_rows(part, mask_module, mask_variables, binarize, count: int) -> tuple
     return rows, titles
 
 
-def _generated_rows(stage_dir: str, count: int) -> list[list[np.ndarray]]:
+def _generated_rows(stage_dir: str, count: int) -> tuple[list[list[np.ndarray]], list[str]]:
+    """Composites and two bare backgrounds per saved evaluation (at most 10 rows), labelled by step."""
     files = sorted(glob.glob(os.path.join(stage_dir, "samples", "step_*.npz")))
-    rows = []
-    for file in files[:: max(1, len(files) // 8)]:
+    rows, labels = [], []
+    for file in files[:: max(1, -(-len(files) // 10))]:
         with np.load(file) as saved:
             rows.append(list(saved["composites"][:count]) + list(saved["backgrounds"][:2]))
-    return rows
+        labels.append(f"step {int(os.path.basename(file)[5:-4])}")
+    return rows, labels
 
 
 def write_outputs(config, parts: Mapping[str, Any], results: Mapping[str, Mapping[Any, Mapping[str, Any]]],
                   workdir: str, seconds: float, scorers: Mapping[str, Any], mask_modules: Mapping[str, Any]) -> None:
     """results.json, table.csv / summary.csv, the figures and report.md, all rewritten from `results`."""
-    from ctxfuse_jax.experiments.bg_invariant import masks
-    from ctxfuse_jax.experiments.bg_invariant.experiment import TABLE
-
     fingerprint = provenance.run_fingerprint(config)
     rows = long_rows(results)
     tables.write_csv(os.path.join(workdir, "table.csv"), rows)
@@ -117,9 +115,9 @@ def write_outputs(config, parts: Mapping[str, Any], results: Mapping[str, Mappin
         binarize = masks.binarizer(part_config.background.binarize, part_config.background.area)
         mask_images, mask_titles = _mask_rows(part, mask_modules[name], first["mask_net"], binarize, count)
         save("masks", lambda p: image_grid(mask_images, mask_titles, path=p))
-        generated = _generated_rows(os.path.join(workdir, name, f"seed_{first_seed}", "adversarial"), count)
+        generated, steps = _generated_rows(os.path.join(workdir, name, f"seed_{first_seed}", "adversarial"), count)
         if generated:
-            save("generated", lambda p: image_grid(generated, path=p))
+            save("generated", lambda p: image_grid(generated, row_labels=steps, path=p))
         values = {level: {report.NAMES.get(m, m): report.per_seed(results[name], m, lambda r, l=level: r["table"][l])
                           for m in first["models"]} for level in family.levels}
         save("table1", lambda p: bar_chart(values, chance=1.0 / part.data.num_classes, path=p))

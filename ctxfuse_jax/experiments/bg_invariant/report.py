@@ -19,6 +19,7 @@ FAILS_BY = 0.20  # vanilla loses at least this much accuracy off its training ba
 NEGLIGIBLE = 0.10  # an improvement below this is "negligible"
 RESILIENT_GAIN = 0.20  # the adversary gains at least this over vanilla on new backgrounds ...
 RESILIENT_WITHIN = 0.15  # ... and stays this close to its own accuracy on the original background
+MIN_BG_GAP = 0.02  # a vanilla BG-gap smaller than this leaves nothing to shrink
 MIN_GAIN = 0.01  # a gain smaller than this (or than the seeds' spread) is no gain
 NAMES = {"vanilla": "Vanilla", "attention": "Attention", "black": "Black bg", "noise": "Noise bg",
          "texture": "Texture bg", "adversarial": "Adversarial (proposal)",
@@ -93,10 +94,12 @@ def claims(results: Mapping[Any, Mapping[str, Any]]) -> list[tuple[str, str, str
                          f"{np.nanmean(brightness):.2f}", "paired gain as above", verdict(holds)))
     if "adversarial" in methods and "reliance" in methods["adversarial"]:
         gap = lambda m: per_seed(results, m, lambda r: r["reliance"]["bg_gap"])  # noqa: E731
-        shrink, holds = _gain(gap("vanilla"), gap("adversarial"))
+        shrink, holds = _gain(np.abs(gap("vanilla")), np.abs(gap("adversarial")))
+        testable = bool(np.nanmean(gap("vanilla")) > MIN_BG_GAP)
         rows.append(("(issue) The adversary shrinks the BG-gap of seed 004 too", "—",
                      f"{mean_std(gap('vanilla'))} → {mean_std(gap('adversarial'))} points",
-                     "paired shrink > 1 point and > its std", verdict(holds)))
+                     f"vanilla's gap > {100 * MIN_BG_GAP:.0f} points, |gap| shrinks by > 1 point and > its std",
+                     verdict(holds) if testable else "**not testable**: vanilla has no BG-gap to shrink"))
     return rows
 
 
