@@ -55,7 +55,7 @@ def test_every_preset_of_every_config_file_passes(path, preset, tmp_path, monkey
     monkeypatch.chdir(tmp_path)  # Presets may name weights files relative to the working directory.
     for path in provenance.input_files(config).values():  # weights files, class maps
         (tmp_path / path).write_bytes(b"converted weights")
-    if config.data.get("root"):  # a folder of released images
+    if "data" in config and config.data.get("root"):  # a folder of released images
         (tmp_path / config.data.root).mkdir()
     check_config(config)
 
@@ -83,7 +83,7 @@ BAD = [
     ("supervised", None, {"data.image_size": 7}, "config.data.image_size=7: must be an integer >= 16"),
     # top level
     ("supervised", None, {"experiment": "nope"}, "config.experiment='nope': unknown experiment 'nope'; choose "
-                                                 "one of ['fusion', 'in9', 'supervised']"),
+                                                 "one of ['bg_invariant', 'fusion', 'in9', 'supervised']"),
     ("supervised", None, {"experiment": DELETE}, "config.experiment is missing"),
     ("supervised", None, {"seed": -1}, None),
     ("supervised", None, {"seed": 2 ** 32}, "must be an integer in [0, 4294967295]"),
@@ -93,7 +93,7 @@ BAD = [
     ("fusion", None, {"seeds": (1, -1)}, "-1 is not one"),
     # data
     ("supervised", None, {"data.name": "imagenet9000"}, "unknown dataset 'imagenet9000'; choose one of "
-                                                        "['coco', 'embedded']"),
+                                                        "['coco', 'digits', 'embedded', 'fashion_mnist', 'mnist']"),
     ("supervised", None, {"data.variant": "faces"}, "unknown variant 'faces'; choose one of"),
     ("supervised", None, {"data.image_size": 0}, None),
     ("supervised", None, {"data.num_examples": 2}, "must be 0 (the variant's default size) or an integer >= 3"),
@@ -105,7 +105,7 @@ BAD = [
     ("supervised", None, {"data.image_size": 16, "model.name": "vgg16"},
      "config.data.image_size=16: VGG cannot take 16x16 images"),
     # model
-    ("supervised", None, {"model.name": "resnet7"}, "unknown model 'resnet7'; available: resnet18, resnet34"),
+    ("supervised", None, {"model.name": "resnet7"}, "unknown model 'resnet7'; available: background_generator, resnet18, resnet34"),
     ("supervised", None, {"model.conv": "fast"}, "unknown convolution 'fast'; choose one of ['auto', 'cpu', 'xla']"),
     ("supervised", None, {"model.width": -1.0}, "must be a finite number > 0"),
     ("supervised", None, {"model.width": math.inf}, None),
@@ -221,7 +221,7 @@ def test_every_data_source_and_experiment_has_its_checks():
 
 
 def test_get_experiment_refuses_an_unknown_name_as_a_config_error():
-    with pytest.raises(ConfigError, match=r"unknown experiment 'nope'; choose one of \['fusion', 'in9', 'supervised'\]"):
+    with pytest.raises(ConfigError, match=r"unknown experiment 'nope'; choose one of \['bg_invariant', 'fusion', 'in9', 'supervised'\]"):
         get_experiment("nope")
 
 

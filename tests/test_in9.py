@@ -187,6 +187,7 @@ def test_the_release_is_scored_through_the_class_map(release, tmp_path):
 def test_smoke_run_with_a_fusion_workdir_read_only(tmp_path, snapshot, monkeypatch):
     from ctxfuse_jax import provenance, workdir
     from ctxfuse_jax.experiments.fusion import experiment as fusion_experiment
+    from ctxfuse_jax.evaluate import evaluator
     from ctxfuse_jax.experiments.in9 import experiment
 
     spec = importlib.util.spec_from_file_location("fusion_config", os.path.join(ROOT, "configs", "fusion.py"))
@@ -211,8 +212,8 @@ def test_smoke_run_with_a_fusion_workdir_read_only(tmp_path, snapshot, monkeypat
         steps.append(make_condition_step(*args, **kwargs))
         return steps[-1]
 
-    make_condition_step = experiment.make_condition_step
-    monkeypatch.setattr(experiment, "make_condition_step", recorded)
+    make_condition_step = evaluator.make_condition_step
+    monkeypatch.setattr(evaluator, "make_condition_step", recorded)
     before = snapshot(fusion_dir)
     in9_dir = tmp_path / "in9"
     in9_dir.mkdir()

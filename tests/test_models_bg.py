@@ -18,7 +18,14 @@ from ctxfuse_jax import models
 from ctxfuse_jax.models import INTERMEDIATES, features, generators, variable_shapes
 from ctxfuse_jax.models.layers import IMAGENET_MEAN
 
-torch.set_grad_enabled(False)
+
+
+@pytest.fixture(autouse=True)
+def _no_grad():
+    """References run without autograd; a module-level switch would leak into other tests of the worker."""
+    with torch.no_grad():
+        yield
+
 ATOL = 1e-5
 
 
