@@ -251,7 +251,7 @@ def test_attention_head_matches_pytorch(crop_size, conv):
 
 def test_attention_head_width_too_small():
     head = AttentionHead(num_classes=2, width=1 / 512)
-    with pytest.raises(WidthError, match="128-wide"):
+    with pytest.raises(WidthError, match="AttentionHead.s 128-channel layers"):
         head.init(jax.random.PRNGKey(0), jnp.ones((1, 8, 8, 3)), jnp.ones((1, 2, 2, 4)))
 
 

@@ -22,7 +22,7 @@ from jax import lax
 import numpy as np
 
 from ctxfuse_jax.degrade.regions import pixel_bounds
-from ctxfuse_jax.models.layers import ModuleDef, WidthError
+from ctxfuse_jax.models.layers import ModuleDef, scaled_channels
 from ctxfuse_jax.ops.conv import conv_module
 
 Array = jax.Array
@@ -173,9 +173,5 @@ class AttentionHead(nn.Module):
         return nn.Dense(self.num_classes, kernel_init=KERAS_INIT, name="logits")(x)
 
     def channels(self, base: int) -> int:
-        """`base` channels or features scaled by `width`; at least one, or a `WidthError`."""
-        count = int(base * self.width)
-        if count < 1:
-            raise WidthError(f"width {self.width:g} gives AttentionHead's {base}-wide layer {base * self.width:g}"
-                             f" channels; the smallest width is 1/{base} = {1 / base:g}")
-        return count
+        """`base` channels or features scaled by `width` (`layers.scaled_channels`)."""
+        return scaled_channels(self, base)

@@ -22,7 +22,8 @@ from jax import lax
 
 from ctxfuse_jax.models.layers import Array, Dtype, ModuleDef
 from ctxfuse_jax.models.registry import register_model
-from ctxfuse_jax.models.small_cnn import KERAS_INIT, scaled_channels
+from ctxfuse_jax.models.layers import scaled_channels
+from ctxfuse_jax.models.small_cnn import KERAS_INIT
 from ctxfuse_jax.ops.conv import conv_module
 
 MIN_SEED = 4

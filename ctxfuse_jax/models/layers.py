@@ -95,6 +95,15 @@ def _pool_matrix(length: int, bins: int) -> np.ndarray:
     return weights
 
 
+def scaled_channels(module: nn.Module, base: int) -> int:
+    """`base` channels of a full-width layer scaled by `module.width`; at least one, or a `WidthError`."""
+    count = int(base * module.width)
+    if count < 1:
+        raise WidthError(f"width {module.width:g} gives {type(module).__name__}'s {base}-channel layers "
+                         f"{base * module.width:g} channels; the smallest width is 1/{base} = {1 / base:g}")
+    return count
+
+
 class Backbone(nn.Module):
     """A classifier as named stages and a linear head, normalising its own inputs.
 
@@ -138,12 +147,8 @@ class Backbone(nn.Module):
                         name=self.head_name)(x).astype(jnp.float32)
 
     def channels(self, base: int) -> int:
-        """`base` channels of the full-width network, scaled by `width`; at least one, or a `WidthError`."""
-        count = int(base * self.width)
-        if count < 1:
-            raise WidthError(f"width {self.width:g} gives {type(self).__name__}'s {base}-channel layers "
-                             f"{base * self.width:g} channels; the smallest width is 1/{base} = {1 / base:g}")
-        return count
+        """`base` channels of the full-width network, scaled by `width` (`scaled_channels`)."""
+        return scaled_channels(self, base)
 
     def conv_def(self, use_bias: bool) -> ModuleDef:
         """The pluggable convolution, configured like torchvision's."""

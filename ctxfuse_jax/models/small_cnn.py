@@ -18,21 +18,12 @@ from typing import ClassVar
 
 import flax.linen as nn
 
-from ctxfuse_jax.models.layers import Array, Backbone, ModuleDef, Stage, WidthError
+from ctxfuse_jax.models.layers import Array, Backbone, ModuleDef, Stage
 from ctxfuse_jax.models.registry import register_model
 from ctxfuse_jax.ops.pool import max_pool
 
 HIDDEN = 128
 KERAS_INIT = nn.initializers.glorot_uniform()
-
-
-def scaled_channels(module: nn.Module, base: int) -> int:
-    """`base` channels scaled by `module.width`, as `Backbone.channels`, for modules that are not Backbones."""
-    count = int(base * module.width)
-    if count < 1:
-        raise WidthError(f"width {module.width:g} gives {type(module).__name__}'s {base}-channel layers "
-                         f"{base * module.width:g} channels; the smallest width is 1/{base} = {1 / base:g}")
-    return count
 
 
 def authors_levels(side: int) -> int:

@@ -18,7 +18,8 @@ import jax.numpy as jnp
 
 from ctxfuse_jax.models.layers import Array, Dtype, ModuleDef
 from ctxfuse_jax.models.registry import register_model
-from ctxfuse_jax.models.small_cnn import KERAS_INIT, authors_levels, scaled_channels
+from ctxfuse_jax.models.layers import scaled_channels
+from ctxfuse_jax.models.small_cnn import KERAS_INIT, authors_levels
 from ctxfuse_jax.ops.conv import conv_module
 from ctxfuse_jax.ops.pool import max_pool
 
