@@ -160,3 +160,42 @@ def test_shake_banks_are_deterministic_distinct_and_valid():
     assert len({k.tobytes() for k in np.concatenate([validation, train])}) == 10_100
     with pytest.raises(KeyError, match="valid: validation, train"):
         shake.shake_bank("test")
+
+
+def test_resampled_shake_kernels_keep_their_sum_centroid_and_spread():
+    """Splatting a trajectory into a grid `scale` times as fine keeps the unit sum, moves the centroid
+    to `scale` times its offset and scales the spread (second moment) by `scale`**2 (within the
+    bilinear splat's own 1/6 px^2 variance per axis)."""
+    from ctxfuse_jax.degrade import shake
+
+    bank = shake.shake_bank("validation")[:20]
+    np.testing.assert_array_equal(shake.resample(bank, 1.0), bank)
+    scale = 108 / 384
+    small = shake.resample(bank, scale)
+    assert small.shape == (20, 11, 11)  # reach ceil(0.28125 * 15) = ceil(4.22) = 5
+
+    def moments(kernels):
+        offsets = np.arange(kernels.shape[-1]) - kernels.shape[-1] // 2
+        mean_y = np.einsum("nij,i->n", kernels, offsets)
+        var_y = np.einsum("nij,i->n", kernels, offsets**2) - mean_y**2
+        return mean_y, var_y
+
+    np.testing.assert_allclose(small.sum(axis=(1, 2)), 1.0, atol=1e-6)
+    (mean, var), (small_mean, small_var) = moments(bank), moments(small)
+    np.testing.assert_allclose(small_mean, scale * mean, atol=1e-5)
+    assert np.all(small_var >= scale**2 * var - 1e-5)
+    assert np.all(small_var <= scale**2 * var + 0.25 + 1e-5)
+
+
+def test_kernel_scale_multiplies_lengths_and_the_support_follows():
+    """A paper's D8 on images 108/384 of its size is a disk of radius 2.25; a bank's support shrinks."""
+    from ctxfuse_jax.degrade import blurring, presets, shake
+
+    scale = 108 / 384
+    assert kernels.support_for("disk", scale, radius=8) == kernels.support_for("disk", radius=2.25) == 7
+    assert kernels.support_for("shake", scale, index=0) == shake.resample(shake.shake_bank("validation")[:1],
+                                                                          scale).shape[-1]
+    params = blurring.blur_params("disk", 2, kernel_scale=scale, radius=8)
+    np.testing.assert_allclose(blurring.make_kernels(params)[0], kernels.kernel("disk", radius=2.25), atol=1e-7)
+    d8 = presets.at_scale(presets.get_preset("vasiljevic/defocus")["D8"], 108, scale)
+    assert (d8.scale, d8.support) == (108, 7)

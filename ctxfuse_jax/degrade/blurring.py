@@ -54,14 +54,14 @@ class BlurParams:
 
 
 @functools.cache
-def _device_bank(name: str) -> jax.Array:
+def _device_bank(name: str, kernel_scale: float = 1.0) -> jax.Array:
     """A named shake bank, put on device once (the training bank is 38 MB).
 
     Concrete even when first asked for inside `jit` (a Blur preset in a train step): under a
     trace `jnp.asarray` would give a tracer, and caching it would leak it into the next trace.
     """
     with jax.ensure_compile_time_eval():
-        return jnp.asarray(shake.shake_bank(name))
+        return jnp.asarray(shake.shake_bank(name, kernel_scale))
 
 
 def _is_concrete(values: Sequence[ArrayLike]) -> bool:
@@ -74,6 +74,7 @@ def blur_params(
     *,
     support: int | None = None,
     bank: str | ArrayLike = "validation",
+    kernel_scale: float = 1.0,
     **values: ArrayLike,
 ) -> BlurParams:
     """Parameters blurring a batch with one family, each value a scalar or one per image.
@@ -82,20 +83,27 @@ def blur_params(
     `support` (odd) defaults to the smallest holding every kernel; give the sweep's largest to
     share one compilation across strengths (presets do); traced values need it. With concrete
     values a support that is too small raises. `bank` names a shake bank or gives the kernels.
+    `kernel_scale` (static) multiplies the family's lengths and resamples a named bank's kernels:
+    a paper's kernels for images `kernel_scale` times the paper's size.
     """
     fam = kernels_lib.get_family(family)
+    if kernel_scale != 1.0 and family == "shake" and not isinstance(bank, str):
+        raise ValueError("kernel_scale resamples a named shake bank; resample given kernels with "
+                         "shake.resample first")
     ordered = kernels_lib.ordered_params(fam, values)
     if _is_concrete(ordered):
-        need = kernels_lib.support_for(family, **values)
+        need = kernels_lib.support_for(family, kernel_scale, **values)
         if support is not None and need > support:
             raise ValueError(f"{family} kernels with {values} need support {need} > {support}")
         support = need if support is None else support
     elif support is None:
         raise ValueError(f"{family} parameters are traced: pass support= (see support_for)")
+    ordered = kernels_lib.ordered_params(fam, kernels_lib.scale_sizes(fam, values, kernel_scale))
     columns = [jnp.broadcast_to(jnp.asarray(v, jnp.float32), (batch_size,)) for v in ordered]
     columns += [jnp.zeros(batch_size, jnp.float32)] * (kernels_lib.MAX_PARAMS - len(columns))
     if family == "shake":
-        bank = _device_bank(bank) if isinstance(bank, str) else jnp.asarray(bank, jnp.float32)
+        bank = (_device_bank(bank, float(kernel_scale)) if isinstance(bank, str)
+                else jnp.asarray(bank, jnp.float32))
     return BlurParams(
         family=jnp.zeros(batch_size, jnp.int32),
         values=jnp.stack(columns, axis=1),

@@ -130,12 +130,15 @@ class Family:
 
     `kernel(*params, support)` is traceable; `reach(*params)` runs on the host with concrete
     numbers and returns the largest pixel offset with non-zero weight (support = 2 reach + 1).
+    A study on smaller images than a paper's gives the paper's kernels times a `kernel_scale`: its
+    `sizes` params are multiplied (`scale_sizes`), a bank's kernels resampled (`shake.shake_bank`).
     """
 
     name: str
     params: tuple[str, ...]
     kernel: Callable[..., jax.Array] | None
     reach: Callable[..., int]
+    sizes: tuple[str, ...] = ()  # the params that are lengths in pixels: what `kernel_scale` multiplies
 
 
 # How far (pixels) kernels reach from the centre, from concrete parameters (arrays: the max).
@@ -162,14 +165,15 @@ def _shake_reach(index: ArrayLike) -> int:
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
-        Family("gaussian", ("sigma",), gaussian_kernel, _gaussian_reach),
-        Family("disk", ("radius",), disk_kernel, _disk_reach),
-        Family("motion", ("length", "angle"), motion_kernel, _motion_reach),
+        Family("gaussian", ("sigma",), gaussian_kernel, _gaussian_reach, ("sigma",)),
+        Family("disk", ("radius",), disk_kernel, _disk_reach, ("radius",)),
+        Family("motion", ("length", "angle"), motion_kernel, _motion_reach, ("length",)),
         Family(
             "imagenet_c_motion",
             ("radius", "sigma", "angle"),
             imagenet_c_motion_kernel,
             _imagenet_c_motion_reach,
+            ("radius", "sigma"),
         ),
         # Shake kernels are rows of a bank (data), gathered by `blurring.make_kernels`.
         Family("shake", ("index",), None, _shake_reach),
@@ -194,10 +198,21 @@ def ordered_params(family: Family, params: Mapping[str, Any]) -> tuple[Any, ...]
     return tuple(params[p] for p in family.params)
 
 
-def support_for(family: str, **params: ArrayLike) -> int:
-    """Smallest odd support holding every kernel of `family` with these (concrete) params."""
+def scale_sizes(family: Family, params: Mapping[str, Any], kernel_scale: float) -> dict[str, Any]:
+    """`params` with the family's lengths (`Family.sizes`) multiplied by `kernel_scale`."""
+    if kernel_scale == 1.0:
+        return dict(params)
+    return {k: jnp.asarray(v) * kernel_scale if k in family.sizes else v for k, v in params.items()}
+
+
+def support_for(family: str, kernel_scale: float = 1.0, **params: ArrayLike) -> int:
+    """Smallest odd support holding every kernel of `family` with these (concrete) params, the
+    kernels scaled by `kernel_scale` (a bank's resampled kernels reach ceil(scale * reach))."""
     fam = get_family(family)
-    return 2 * fam.reach(*ordered_params(fam, params)) + 1
+    if fam.kernel is None:
+        reach = int(np.ceil(fam.reach(*ordered_params(fam, params)) * kernel_scale - 1e-9))
+        return 2 * reach + 1
+    return 2 * fam.reach(*ordered_params(fam, scale_sizes(fam, params, kernel_scale))) + 1
 
 
 def kernel(family: str, support: int | None = None, **params: ArrayLike) -> jax.Array:

@@ -45,6 +45,8 @@ class Blur:
     scale: short side the kernel sizes refer to. When set, seed 001's protocol runs (resize
       to it, blur, resize back, quantize to 8 bits); None blurs the images as they come.
     bank: the shake bank a 'shake' family indexes ('validation' or 'train').
+    kernel_scale: the kernels' lengths times this (and a bank's kernels resampled): a paper's
+      blurs on images `kernel_scale` times the paper's size (`at_scale`).
     """
 
     family: str
@@ -52,6 +54,7 @@ class Blur:
     support: int
     scale: int | None = None
     bank: str = "validation"
+    kernel_scale: float = 1.0
 
     def __call__(self, images: jax.Array, key: jax.Array) -> jax.Array:
         batch = images.shape[0]
@@ -63,7 +66,12 @@ class Blur:
             for k, (name, v) in zip(keys, self.params, strict=True)
         }
         params = blurring.blur_params(
-            self.family, batch, support=self.support, bank=self.bank, **values
+            self.family,
+            batch,
+            support=self.support,
+            bank=self.bank,
+            kernel_scale=self.kernel_scale,
+            **values,
         )
         if self.scale is None:
             return blurring.blur(images, params)
@@ -154,6 +162,15 @@ class Preset:
 
 def _largest(value: float | Uniform) -> float:
     return value.high if isinstance(value, Uniform) else value
+
+
+def at_scale(blur: Blur, scale: int, kernel_scale: float) -> Blur:
+    """`blur` for images whose canonical short side is `scale` instead of the paper's, with its
+    kernels `kernel_scale` times as long (e.g. seed 001 at 108 px: scale 108, kernel_scale 108/384)."""
+    support = kernels.support_for(
+        blur.family, kernel_scale, **{k: _largest(v) for k, v in blur.params}
+    )
+    return dataclasses.replace(blur, scale=scale, kernel_scale=kernel_scale, support=support)
 
 
 def blur_sweep(

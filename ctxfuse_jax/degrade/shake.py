@@ -58,17 +58,40 @@ def shake_kernel(seed: int, index: int) -> np.ndarray:
     return kernel
 
 
+def resample(kernels: np.ndarray, scale: float) -> np.ndarray:
+    """Kernels (N, S, S) as seen in an image `scale` times the size: each tap at offset (u, v) from
+    the centre moves to (scale u, scale v) and is split bilinearly over its four nearest pixels, so
+    the sum, the centroid and the trajectory's shape are kept. Support: 2 ceil(scale (S // 2)) + 1."""
+    if scale <= 0:
+        raise ValueError(f"kernel scale must be positive, got {scale}")
+    n, size, _ = kernels.shape
+    reach = int(np.ceil(scale * (size // 2) - 1e-9))
+    out_size = 2 * reach + 1
+    offsets = (np.arange(size) - size // 2) * scale + reach  # positions in the output grid
+    low = np.floor(offsets).astype(int)
+    frac = offsets - low
+    out = np.zeros((n, out_size + 1, out_size + 1), np.float64)
+    for dy, wy in ((0, 1 - frac), (1, frac)):
+        for dx, wx in ((0, 1 - frac), (1, frac)):
+            weights = kernels * wy[None, :, None] * wx[None, None, :]
+            np.add.at(out, (slice(None), (low + dy)[:, None], (low + dx)[None, :]), weights)
+    return out[:, :out_size, :out_size].astype(np.float32)
+
+
 @functools.cache
-def _bank(seed: int, size: int) -> np.ndarray:
+def _bank(seed: int, size: int, kernel_scale: float) -> np.ndarray:
     bank = np.stack([shake_kernel(seed, i) for i in range(size)])
+    if kernel_scale != 1.0:
+        bank = resample(bank, kernel_scale)
     bank.flags.writeable = False  # Cached and shared: nobody may edit it in place.
     return bank
 
 
-def shake_bank(name: str) -> np.ndarray:
-    """The named bank ('validation' or 'train') as float32 (size, SUPPORT, SUPPORT), cached."""
+def shake_bank(name: str, kernel_scale: float = 1.0) -> np.ndarray:
+    """The named bank ('validation' or 'train') as float32 (size, S, S), cached; S = SUPPORT unless
+    the kernels are resampled to `kernel_scale` times their size (`resample`)."""
     try:
         seed, size = BANKS[name]
     except KeyError:
         raise KeyError(f"unknown shake bank {name!r}; valid: {', '.join(BANKS)}") from None
-    return _bank(seed, size)
+    return _bank(seed, size, float(kernel_scale))
