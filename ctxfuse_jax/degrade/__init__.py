@@ -7,6 +7,7 @@ ImageNet-9 background variants. Images are float32 NHWC in [0, 1].
     kept = degrade.composite(images, blurred, mask, "foreground")  # background bit-identical
     preset = degrade.get_preset("imagenet_c/defocus_blur")  # by name, from configs
     out = degrade.degrade(images, preset["3"], key, mask=mask, region="background")
+    deblurred = degrade.deconvolve("wiener", blurred, degrade.make_kernels(params))
 """
 
 from ctxfuse_jax.degrade.backgrounds import VARIANTS, background_variant
@@ -19,6 +20,7 @@ from ctxfuse_jax.degrade.blurring import (
     make_kernels,
     mix,
 )
+from ctxfuse_jax.degrade.deconvolution import deconvolve, richardson_lucy, wiener
 from ctxfuse_jax.degrade.kernels import FAMILIES, get_family, kernel, support_for
 from ctxfuse_jax.degrade.noise import gaussian_noise
 from ctxfuse_jax.degrade.presets import (
@@ -58,6 +60,7 @@ __all__ = [
     "box_mask",
     "composite",
     "convolve",
+    "deconvolve",
     "degrade",
     "gaussian_blur",
     "gaussian_noise",
@@ -69,9 +72,11 @@ __all__ = [
     "make_kernels",
     "mix",
     "quantize",
+    "richardson_lucy",
     "shake_bank",
     "shake_kernel",
     "support_for",
+    "wiener",
 ]
 
 

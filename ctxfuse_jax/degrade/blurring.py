@@ -194,21 +194,48 @@ def gaussian_blur(images: jax.Array, sigma: ArrayLike) -> jax.Array:
     return out.astype(images.dtype)
 
 
+Pads = tuple[tuple[int, int], tuple[int, int]]  # ((top, bottom), (left, right)) pixels
+
+
+def convolution_grid(height: int, width: int, support: int) -> tuple[Pads, tuple[int, int]]:
+    """`convolve`'s reflect padding (the kernel radius on every side) and FFT grid (the padded
+    size rounded up to fast FFT sizes)."""
+    r = support // 2
+    shape = tuple(scipy.fft.next_fast_len(n + 2 * r, real=True) for n in (height, width))
+    return ((r, r), (r, r)), shape
+
+
+def kernel_spectra(kernels: jax.Array, shape: tuple[int, int]) -> jax.Array:
+    """rfft2 of each odd (S, S) kernel centred at (0, 0) of the `shape` grid: (B, shape[0],
+    shape[1] // 2 + 1). Centred, so filtering by it does not shift the image."""
+    support = kernels.shape[-1]
+    r = support // 2
+    centred = jnp.pad(kernels, ((0, 0), (0, shape[0] - support), (0, shape[1] - support)))
+    return jnp.fft.rfft2(jnp.roll(centred, (-r, -r), axis=(1, 2)))
+
+
+def filter_padded(
+    images: jax.Array, spectra: jax.Array, pads: Pads, shape: tuple[int, int]
+) -> jax.Array:
+    """Each NHWC image reflect-padded by `pads`, zero-filled to the `shape` grid, multiplied
+    in the Fourier domain by its own spectrum (`kernel_spectra` on that grid), cropped back;
+    float32. Shared by `convolve` and the deconvolutions, so they filter on the same grid.
+    """
+    _, height, width, _ = images.shape
+    (top, _), (left, _) = pads
+    padded = jnp.pad(images.astype(jnp.float32), ((0, 0), *pads, (0, 0)), "symmetric")
+    spectrum = jnp.fft.rfft2(jnp.moveaxis(padded, -1, 1), s=shape)
+    out = jnp.fft.irfft2(spectrum * spectra[:, None], s=shape)
+    return jnp.moveaxis(out[:, :, top : top + height, left : left + width], 1, -1)
+
+
 @jax.jit
 def convolve(images: jax.Array, kernels: jax.Array) -> jax.Array:
     """Convolve each NHWC image with its own odd (S, S) kernel, reflect border, via FFT."""
-    _, height, width, _ = images.shape
-    support = kernels.shape[-1]
-    r = support // 2
-    padded = jnp.pad(images.astype(jnp.float32), ((0, 0), (r, r), (r, r), (0, 0)), "symmetric")
-    # Linear convolution of the padded image; FFT sizes rounded up to fast ones. With the
-    # kernel centred at (0, 0), the kept window [r, r + size) never sees the wrap-around.
-    shape = tuple(scipy.fft.next_fast_len(n + 2 * r, real=True) for n in (height, width))
-    centred = jnp.pad(kernels, ((0, 0), (0, shape[0] - support), (0, shape[1] - support)))
-    centred = jnp.roll(centred, (-r, -r), axis=(1, 2))
-    spectrum = jnp.fft.rfft2(jnp.moveaxis(padded, -1, 1), s=shape)
-    out = jnp.fft.irfft2(spectrum * jnp.fft.rfft2(centred)[:, None], s=shape)
-    out = jnp.moveaxis(out[:, :, r : r + height, r : r + width], 1, -1)
+    # Linear convolution of the padded image: with the kernel centred at (0, 0), the kept
+    # window [r, r + size) never sees the FFT's wrap-around.
+    pads, shape = convolution_grid(*images.shape[1:3], kernels.shape[-1])
+    out = filter_padded(images, kernel_spectra(kernels, shape), pads, shape)
     return out.astype(images.dtype)
 
 
