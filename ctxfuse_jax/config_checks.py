@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from ctxfuse_jax.data import blur_sources
 from ctxfuse_jax.data import digits as digits_data
 from ctxfuse_jax.data.embedded import choices as embedded_choices
 from ctxfuse_jax.errors import ConfigError
@@ -265,9 +266,18 @@ def _check_digits(config: Section, key: str) -> None:
     string(config, key, "data_dir")
 
 
+def _check_tfds_data(config: Section, key: str) -> None:
+    """`config_defaults.tfds_data`: the blur study's TFDS imagenet2012 / oxford_iiit_pet."""
+    integer(config, key, "image_size", 1)
+    integer(config, key, "num_examples", 0, why="0 reads every record; else a cap on each split")
+    integer(config, key, "seed", 0, SEED_LIMIT - 1)
+    string(config, key, "data_dir")
+
+
 # One checker per dataset of `data.sources.SOURCES` (a test keeps the two in step).
 DATA_CHECKS: dict[str, Callable[[Section, str], None]] = {
-    "embedded": _check_embedded, "coco": _check_coco, **{name: _check_digits for name in digits_data.NAMES}}
+    "embedded": _check_embedded, "coco": _check_coco, **{name: _check_digits for name in digits_data.NAMES},
+    **{name: _check_tfds_data for name in blur_sources.NAMES}}
 
 
 def check_data(config: Section, key: str = "data") -> None:

@@ -61,3 +61,13 @@ def digits_data(name: str = "digits", image_size: int = 28, seed: int = 0, num_e
     datasets keep their own splits."""
     return ml_collections.ConfigDict(dict(name=name, image_size=image_size, seed=seed, num_examples=num_examples,
                                           data_dir=data_dir, test_fraction=test_fraction))
+
+
+def tfds_data(name: str, image_size: int, num_examples: int = 0, data_dir: str = "",
+              seed: int = 0) -> ml_collections.ConfigDict:
+    """A TFDS dataset read from a prepared `data_dir` (`''`: TFDS's default), each image brought to
+    `image_size` (the blur study's `imagenet2012` and `oxford_iiit_pet`: short side, then centre crop).
+    `num_examples=0`: every record, else at most that many of each split (the first in file order).
+    `seed` is not used by these loaders (they keep TFDS's order); every data section has one."""
+    return ml_collections.ConfigDict(dict(name=name, image_size=image_size, num_examples=num_examples,
+                                          data_dir=data_dir, seed=seed))

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ctxfuse_jax.data import tfds_read
 from ctxfuse_jax.errors import DataError
 
 if TYPE_CHECKING:  # pipeline imports TensorFlow; config checks read this module's constants quickly
@@ -215,16 +216,6 @@ def embedded_digits(image_size: int = DEFAULT_IMAGE_SIZE, *, seed: int = 0, num_
     return everything.subset(train), everything.subset(test)
 
 
-def _missing(name: str, data_dir: str | None, where: str) -> DataError:
-    directory = data_dir or "DIR"
-    return DataError(
-        f"TFDS dataset '{name}' is not prepared: nothing at {where}. Nothing is downloaded at run "
-        f"time. On a machine with internet run `tfds build {name} --data_dir={directory}` (or python "
-        f"-c \"import tensorflow_datasets as tfds; tfds.builder('{name}', data_dir='{directory}')"
-        f".download_and_prepare()\"), copy {directory}/{name} into this machine's data_dir, and pass "
-        "data_dir (or set TFDS_DATA_DIR). The embedded `digits` dataset needs no preparation.")
-
-
 def _check_tfds_name(name: str) -> None:
     if name not in TFDS_DATASETS:
         raise ValueError(f"unknown TFDS digits dataset {name!r}; choose one of {TFDS_DATASETS}")
@@ -256,13 +247,8 @@ def _read_tfds(name: str, split: str, count: int | None, image_size: int,
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
-    try:
-        dataset = tfds.load(name, split=split, data_dir=data_dir, download=False, shuffle_files=False)
-    except AssertionError as error:  # how TFDS says that the data is not prepared
-        where = tfds.builder(name, data_dir=data_dir).data_dir
-        raise _missing(name, data_dir, where) from error
-    if count is not None:
-        dataset = dataset.take(count)  # the first records in file order; mock data ignores split slices
+    dataset = tfds_read.load(name, split, data_dir, count=count,
+                             note="The embedded `digits` dataset needs no preparation.")
 
     def standard(batch):
         image = batch["image"]

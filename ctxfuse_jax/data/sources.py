@@ -1,4 +1,5 @@
-"""Classification datasets by name, read into memory: the embedded dataset, pruned MS COCO, digits.
+"""Classification datasets by name, read into memory: the embedded dataset, pruned MS COCO, digits,
+and the blur study's TFDS ImageNet 2012 and Oxford-IIIT Pet.
 
 Every source returns the same `Labelled` shape, so experiments never ask where data came from.
 `label` is always the training target (the scene type for the embedded `scenes` variant).
@@ -78,8 +79,20 @@ def _digits(config: ml_collections.ConfigDict) -> Labelled:
     return Labelled(train, test, digits.class_names(config.name, config.data_dir or None), (), np.zeros(0, int))
 
 
+def _blur_tfds(config: ml_collections.ConfigDict) -> Labelled:
+    """TFDS `imagenet2012` or `oxford_iiit_pet` (seed 001) at the canonical scale `image_size`."""
+    from ctxfuse_jax.data import blur_sources
+
+    data_dir = config.data_dir or None
+    train, test = blur_sources.LOADERS[config.name](config.image_size, num_examples=config.num_examples,
+                                                    data_dir=data_dir)
+    return Labelled(train, test, blur_sources.class_names(config.name, data_dir),
+                    *blur_sources.supercategories(config.name, data_dir))
+
+
 SOURCES: dict[str, Callable[[ml_collections.ConfigDict], Labelled]] = {
-    "embedded": _embedded, "coco": _coco, "digits": _digits, "mnist": _digits, "fashion_mnist": _digits}
+    "embedded": _embedded, "coco": _coco, "digits": _digits, "mnist": _digits, "fashion_mnist": _digits,
+    "imagenet2012": _blur_tfds, "oxford_iiit_pet": _blur_tfds}
 
 
 def load_labelled(config: ml_collections.ConfigDict) -> Labelled:
