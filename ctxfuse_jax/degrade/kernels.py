@@ -202,7 +202,10 @@ def scale_sizes(family: Family, params: Mapping[str, Any], kernel_scale: float) 
     """`params` with the family's lengths (`Family.sizes`) multiplied by `kernel_scale`."""
     if kernel_scale == 1.0:
         return dict(params)
-    return {k: jnp.asarray(v) * kernel_scale if k in family.sizes else v for k, v in params.items()}
+    def scaled(value):  # numpy for concrete values, so host-side reaches never trace
+        return value * kernel_scale if isinstance(value, jax.core.Tracer) else np.asarray(value) * kernel_scale
+
+    return {k: scaled(v) if k in family.sizes else v for k, v in params.items()}
 
 
 def support_for(family: str, kernel_scale: float = 1.0, **params: ArrayLike) -> int:
