@@ -5,6 +5,8 @@ A config names groups of conditions, as big_vision's `config.evals` names evalua
     config.eval.conditions.blur_fg = dict(kind="gaussian_blur", sigmas=(0, 4, 8), reference_size=224,
                                           region="foreground")
     config.eval.conditions.defocus = dict(kind="preset", preset="imagenet_c/defocus_blur", region="all")
+    config.eval.conditions.d8 = dict(kind="preset", preset="vasiljevic/defocus", levels=("D8",), region="all",
+                                     scale=108, kernel_scale=108 / 384)  # seed 001 at 108 px
     config.eval.conditions.in9 = dict(kind="variant", variants=("original", "mixed_rand"))
     config.eval.conditions.challenge = dict(kind="composite", num_foregrounds=256, num_backgrounds=64)  # 0: all
     config.eval.conditions.table1 = dict(kind="pattern", patterns=("original", "stripes", "salt_pepper"),
@@ -83,11 +85,17 @@ def runs_on_device(degradation: presets.Degradation) -> bool:
     return isinstance(degradation, (presets.Blur, presets.Noise))
 
 
-def preset_family(name: str, preset_name: str, levels: Sequence[str], region: str) -> Family:
-    """The levels of a degradation preset (`degrade.get_preset`), all of them when `levels` is empty."""
+def preset_family(name: str, preset_name: str, levels: Sequence[str], region: str, scale: int = 0,
+                  kernel_scale: float = 1.0) -> Family:
+    """The levels of a degradation preset (`degrade.get_preset`), all of them when `levels` is empty.
+
+    `scale` > 0 moves its blurs' canonical short side there with kernels `kernel_scale` times as long
+    (`presets.at_scale`: seed 001's protocol on images smaller than ImageNet's)."""
     preset = degrade.get_preset(preset_name)
     labels = tuple(levels) or preset.labels
     chosen = [preset[label] for label in labels]
+    if scale:
+        chosen = [presets.at_scale(d, scale, kernel_scale) if isinstance(d, presets.Blur) else d for d in chosen]
     host_only = [label for label, d in zip(labels, chosen) if not runs_on_device(d)]
     if host_only:
         raise ValueError(f"{preset_name} levels {host_only} run on the host (JPEG): the evaluator "
@@ -216,7 +224,8 @@ def build_families(specs: Mapping[str, Mapping[str, Any]], image_size: int, num_
             families.append(gaussian_blur_family(name, spec["sigmas"], spec["reference_size"], image_size,
                                                  spec["region"]))
         elif kind == "preset":
-            families.append(preset_family(name, spec["preset"], spec.get("levels", ()), spec["region"]))
+            families.append(preset_family(name, spec["preset"], spec.get("levels", ()), spec["region"],
+                                          spec.get("scale", 0), spec.get("kernel_scale", 1.0)))
         elif kind == "variant":
             families.append(variant_family(name, spec["variants"], image_size))
         elif kind == "composite":

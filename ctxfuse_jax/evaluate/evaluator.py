@@ -37,6 +37,9 @@ class FamilyScores:
     examples: np.ndarray  # (n,) indices into the split: the examples this family scored
     predictions: dict[str, np.ndarray]  # model -> int32 (levels, n)
     entropy: dict[str, np.ndarray]  # model -> float32 (levels, n), nats
+    # Without a class map: was the label among the 5 most probable classes, and -log p(label) in nats.
+    in_top5: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # model -> bool (levels, n)
+    cross_entropy: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # model -> float32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,11 +62,12 @@ class ConditionScores:
 
 def make_condition_step(specs: Mapping[str, PlayerSpec], logits_fn: LogitsFn, families: Sequence[Family],
                         class_map: np.ndarray | None = None):
-    """`step(players, batch, bank, family, level, key) -> {model: {prediction, entropy}}`, jitted.
+    """`step(players, batch, bank, family, level, key) -> {model: {prediction, entropy, ...}}`, jitted.
 
-    `class_map` (source class -> target class, -1 for none; `evaluate.class_map`) scores e.g.
-    1000-class ImageNet models on 9 classes: the arg-max over source classes is mapped, unmapped
-    ones count as wrong.
+    Without a class map each model also gives `in_top5` and `cross_entropy` (seed 001's top-5 and
+    cross-entropy). `class_map` (source class -> target class, -1 for none; `evaluate.class_map`)
+    scores e.g. 1000-class ImageNet models on 9 classes: the arg-max over source classes is mapped,
+    unmapped ones count as wrong.
     """
     transforms = [family.transform for family in families]
 
@@ -72,11 +76,13 @@ def make_condition_step(specs: Mapping[str, PlayerSpec], logits_fn: LogitsFn, fa
         images = jax.lax.switch(family, transforms, images, batch, bank, level, key)
         outputs = {}
         for model, logits in logits_fn(Forward(specs, players), images).items():
+            outputs[model] = {"entropy": losses.entropy(logits)}
             if class_map is None:
-                prediction = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+                outputs[model].update(prediction=jnp.argmax(logits, axis=-1).astype(jnp.int32),
+                                      in_top5=losses.in_top_k(logits, batch["label"], 5),
+                                      cross_entropy=losses.softmax_cross_entropy(logits, batch["label"]))
             else:
-                prediction = map_predictions(logits, jnp.asarray(class_map, jnp.int32))
-            outputs[model] = {"prediction": prediction, "entropy": losses.entropy(logits)}
+                outputs[model]["prediction"] = map_predictions(logits, jnp.asarray(class_map, jnp.int32))
         return outputs
 
     return jax.jit(step)
@@ -118,20 +124,23 @@ def evaluate_conditions(step, players: Mapping[str, Player], split: ArraySplit, 
             valid = np.concatenate([sharding.to_host(b["valid"]) for b in batches])
             on_device[family.examples] = batches, valid
         batches, valid = on_device[family.examples]
-        predictions, entropy = {}, {}
+        collected: dict[str, dict[str, list]] = {}
         for level_index in range(len(family.levels)):
             outs = []
             for batch_index, batch in enumerate(batches):
                 key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(root, family_index), level_index),
                                          batch_index)
                 outs.append(step(players, batch, bank, jnp.int32(family_index), jnp.int32(level_index), key))
-            for model in outs[0]:
-                for name, store in (("prediction", predictions), ("entropy", entropy)):
+            for model, named in outs[0].items():
+                for name in named:
                     values = np.concatenate([sharding.to_host(o[model][name]) for o in outs])[valid]
-                    store.setdefault(model, []).append(values)
+                    collected.setdefault(name, {}).setdefault(model, []).append(values)
         examples = np.arange(len(split)) if family.examples is None else np.asarray(family.examples)
-        scores[family.name] = FamilyScores(family.levels, examples, {m: np.stack(v) for m, v in predictions.items()},
-                                           {m: np.stack(v).astype(np.float32) for m, v in entropy.items()})
+        stacked = {name: {m: np.stack(v) for m, v in per_model.items()} for name, per_model in collected.items()}
+        scores[family.name] = FamilyScores(
+            family.levels, examples, stacked["prediction"],
+            {m: v.astype(np.float32) for m, v in stacked["entropy"].items()}, stacked.get("in_top5", {}),
+            {m: v.astype(np.float32) for m, v in stacked.get("cross_entropy", {}).items()})
     return ConditionScores(np.asarray(split.arrays["label"]), scores)
 
 
