@@ -1,7 +1,7 @@
 """The model zoo: classifiers built by name, with named features and truncation; seed 002's mask and
 background generators."""
 
-from ctxfuse_jax.models import generators, resnet, small_cnn, unet, vgg  # noqa: F401  (registers the models)
+from ctxfuse_jax.models import generators, hypercolumn, resnet, small_cnn, unet, vgg  # noqa: F401  (registers the models)
 from ctxfuse_jax.models.generators import BackgroundGenerator
 from ctxfuse_jax.models.layers import INTERMEDIATES, PERTURBATIONS, Backbone, WidthError, features, tap
 from ctxfuse_jax.models.precision import compute_dtype

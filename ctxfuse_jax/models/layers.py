@@ -109,13 +109,16 @@ class Backbone(nn.Module):
 
     Subclasses say which stages they have (`stages`) and what their head is called. Channel
     counts are scaled by `width` (0.125 -> 8 base channels) for tiny CPU runs; `num_classes=None`
-    returns the pooled pre-logits features; `stop_at` truncates after the stage of that name.
+    returns the pooled pre-logits features; `stop_at` truncates after the stage of that name;
+    `outputs` (stage names) returns those stages' outputs as a dict instead, stopping after the
+    last (hypercolumns, seed 001's per-layer activation maps).
     Layers compute in `dtype` (bfloat16 for mixed precision) on `param_dtype` parameters.
     """
 
     num_classes: int | None = 1000
     width: float = 1.0
     stop_at: str | None = None
+    outputs: tuple[str, ...] = ()
     mean: Sequence[float] = IMAGENET_MEAN
     std: Sequence[float] = IMAGENET_STD
     conv: ModuleDef = conv_module('auto')  # XLA's convolution, reformulated when compiled for CPU.
@@ -132,12 +135,18 @@ class Backbone(nn.Module):
     def __call__(self, x: Array, train: bool = False) -> Array:
         stages = self.stages(train)
         names = [name for name, _ in stages]
-        if self.stop_at is not None and self.stop_at not in names:
-            raise ValueError(f'{type(self).__name__} cannot stop at {self.stop_at!r}; '
-                             f'its stages are {names}')
+        for wanted in (*([self.stop_at] if self.stop_at is not None else []), *self.outputs):
+            if wanted not in names:
+                raise ValueError(f'{type(self).__name__} cannot stop at {wanted!r}; '
+                                 f'its stages are {names}')
         x = normalize(x, self.mean, self.std, self.dtype)
+        collected = {}
         for name, stage in stages:
             x = tap(self, name, stage(x))
+            if name in self.outputs:
+                collected[name] = x
+                if len(collected) == len(self.outputs):
+                    return collected
             if name == self.stop_at:
                 return x
         if self.num_classes is None:
