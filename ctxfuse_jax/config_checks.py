@@ -438,7 +438,7 @@ def check_heads(config: Section, key: str = "heads", *, stream_output: tuple[int
 
 CONDITION_FIELDS = {  # kind -> (required, optional) fields of one `eval.conditions` entry
     "gaussian_blur": (("sigmas", "reference_size", "region"), ()),
-    "preset": (("preset", "region"), ("levels",)),
+    "preset": (("preset", "region"), ("levels", "scale", "kernel_scale")),
     "variant": (("variants",), ()),
     "composite": (("num_foregrounds", "num_backgrounds"), ()),
     "pattern": (("patterns", "dilation"), ("rates", "textures")),
@@ -469,6 +469,10 @@ def _check_condition(config: Section, key: str) -> None:
         if host:
             fail(_dotted(key, "preset"), preset.name, f"levels {host} run on the host (JPEG); the evaluator "
                                                       "transforms batches on device: choose a blur or noise preset")
+        if config.get("scale"):
+            integer(config, key, "scale", 1, why="the canonical short side the blurs run at (0: the preset's)")
+        if "kernel_scale" in config:
+            number(config, key, "kernel_scale", 1e-3, 10.0)
     elif kind == "variant":
         distinct_tuple(config, key, "variants", f"background variants {degrade_backgrounds.VARIANTS}",
                        lambda v: v in degrade_backgrounds.VARIANTS)
@@ -791,9 +795,124 @@ def check_bg_invariant(config: Section) -> None:
         _check_bg_part(section(datasets, "datasets", name), f"datasets.{name}", config.compute_dtype)
 
 
+def check_blur_study(config: Section) -> None:
+    """configs/blur_study.py: scales, the original model, the mixtures, conditions, deblurring, segmentation."""
+    from ctxfuse_jax.experiments.blur_study import choices as blur_choices
+
+    check_seeds(config)
+    check_compute_dtype(config)
+    check_loop(section(config, "", "loop"))
+    data = section(config, "", "data")
+    check_data(data, "data")
+    canonical = integer(data, "data", "image_size", 1, why="the canonical scale: the stored images' side")
+    protocol = section(config, "", "protocol")
+    scales = distinct_tuple(protocol, "protocol", "scales", "network scales in px (>= 1)",
+                            lambda s: isinstance(s, int) and s >= 1)
+    base = integer(protocol, "protocol", "base_scale", 1)
+    if base not in scales:
+        fail("protocol.base_scale", base, f"must be one of protocol.scales {scales}")
+    for i, combination in enumerate(field(protocol, "protocol", "combinations")):
+        if len(combination) < 2 or not set(combination) <= set(scales):
+            fail(f"protocol.combinations[{i}]", combination, f"needs two or more of protocol.scales {scales}")
+    crop = integer(protocol, "protocol", "train_crop", 1)
+    rescales = distinct_tuple(protocol, "protocol", "rescales", "short sides in px (>= 1) the training images are "
+                              "rescaled to before blurring", lambda s: isinstance(s, int) and s >= 1)
+    model = section(config, "", "model")
+    one_of(model, "model", "name", blur_choices.VGG_MODELS, "model (the study's fully convolutional evaluation "
+                                                            "needs a VGG)")
+    check_model(model, "model", image_size=crop, image_key="protocol.train_crop",
+                compute_dtype=config.compute_dtype)
+    pretrained = section(config, "", "pretrained")
+    string(pretrained, "pretrained", "weights")
+    original = section(config, "", "original")
+    check_train(section(original, "original", "train"), "original.train", train_examples(data))
+    level_names = {label for name in blur_choices.LEVEL_PRESETS for label in degrade_presets.get_preset(name).labels}
+    options = (blur_choices.SHARP, *sorted(level_names))
+
+    def target_scales(section_config, key: str) -> tuple:
+        chosen = distinct_tuple(section_config, key, "target_scales", f"network scales of protocol.scales {scales}",
+                                lambda s: isinstance(s, int) and s >= 1)
+        smallest = min(chosen)
+        if crop * canonical > min(rescales) * smallest:
+            fail(_dotted(key, "target_scales"), chosen,
+                 f"a {crop} px crop at scale {smallest} of an image rescaled to {min(rescales)} px needs more than the "
+                 f"{canonical} px stored (train_crop * image_size <= min(rescales) * min(target_scales))")
+        return chosen
+
+    target_scales(original, "original")
+    fine_tune = section(config, "", "fine_tune")
+    check_train(section(fine_tune, "fine_tune", "train"), "fine_tune.train", train_examples(data))
+    mixtures = section(fine_tune, "fine_tune", "mixtures")
+    for name in mixtures:
+        key = f"fine_tune.mixtures.{name}"
+        mixture = section(mixtures, "fine_tune.mixtures", name)
+        weights = section(mixture, key, "weights")
+        for option in weights:
+            if option not in options:
+                fail(f"{key}.weights.{option}", weights[option], f"is not a blur option; choose from {options}")
+            number(weights, f"{key}.weights", option, 0.0)
+        if not sum(weights.values()) > 0:
+            fail(f"{key}.weights", weights.to_dict(), "needs a positive weight")
+        chosen = target_scales(mixture, key)
+        if "shake" in weights and len(chosen) > 1:
+            fail(f"{key}.target_scales", chosen, "camera-shake kernels come from a fixed bank: fine-tune them at "
+                                                 "one target scale")
+        if not set(chosen) <= set(scales):
+            fail(f"{key}.target_scales", chosen, f"must be among protocol.scales {scales} (they are evaluated there)")
+    for name, members in section(fine_tune, "fine_tune", "ensembles").items():
+        unknown = [m for m in members if m not in mixtures]
+        if unknown or len(members) < 2:
+            fail(f"fine_tune.ensembles.{name}", members, f"needs two or more of fine_tune.mixtures {list(mixtures)}")
+    conditions = check_eval(section(config, "", "eval"), "eval")
+    levels = {blur_choices.SHARP: (blur_choices.SHARP,)}
+    for name, condition in conditions.items():
+        if condition.kind != "preset" or condition.get("scale") or "kernel_scale" in condition:
+            fail(f"eval.conditions.{name}", condition.to_dict(), "the study's conditions are blur presets; the "
+                                                                 "experiment sets their scale (leave scale unset)")
+        levels[name] = tuple(condition.get("levels") or degrade_presets.get_preset(condition.preset).labels)
+    deblur = section(config, "", "deblur")
+    if deblur.level not in level_names:
+        fail("deblur.level", deblur.level, f"must be one of {sorted(level_names)}")
+    from ctxfuse_jax.degrade.deconvolution import METHODS  # light: jax only
+
+    one_of(deblur, "deblur", "method", tuple(METHODS), "deconvolution method")
+    levels[blur_choices.DEBLURRED] = (deblur.level,)
+    for i, name in enumerate(field(config.eval, "eval", "model_conditions")):
+        if name not in levels:
+            fail(f"eval.model_conditions[{i}]", name, f"must be one of {sorted(levels)}")
+    models = (blur_choices.ORIGINAL, *mixtures)
+    segmentation = section(config, "", "segmentation")
+    if boolean(segmentation, "segmentation", "enabled"):
+        if segmentation.fine_tuned_trunk not in mixtures:
+            fail("segmentation.fine_tuned_trunk", segmentation.fine_tuned_trunk,
+                 f"must be one of fine_tune.mixtures {list(mixtures)}")
+        stages = [n for n, _ in build_model(model.name, num_classes=2, width=model.width).stages(False)]
+        distinct_tuple(segmentation, "segmentation", "layers", f"stages of {model.name} {stages}",
+                       lambda s: s in stages)
+        integer(segmentation, "segmentation", "hidden", 1)
+        if segmentation.data:
+            check_data(section(segmentation, "segmentation", "data"), "segmentation.data")
+        elif data.name != "embedded":
+            fail("segmentation.data", segmentation.data.to_dict(), f"{data.name} has no masks: name a dataset that has "
+                                                                  "(e.g. oxford_iiit_pet), or set enabled=False")
+        integer(segmentation, "segmentation", "band_width", 0, why="px around class boundaries")
+        distinct_tuple(segmentation, "segmentation", "conditions", f"test conditions {sorted(levels)}",
+                       lambda s: s in levels and s != blur_choices.DEBLURRED)
+        check_train(section(segmentation, "segmentation", "train"), "segmentation.train", train_examples(data))
+    analysis = section(config, "", "analysis")
+    integer(analysis, "analysis", "figure_images", 1)
+    integer(analysis, "analysis", "invariance_images", 1)
+    probe = section(analysis, "analysis", "invariance_condition")
+    if probe.family not in levels or probe.level not in levels[probe.family]:
+        fail("analysis.invariance_condition", probe.to_dict(), f"must name a condition and one of its levels: {levels}")
+    for name in ("invariance_models", "example_models"):
+        distinct_tuple(analysis, "analysis", name, f"models {models}", lambda m: m in models)
+
+
 # One per experiment of `experiments.registry.EXPERIMENTS` (a test keeps the two in step).
-EXPERIMENT_CHECKS: dict[str, Callable[[Section], None]] = {"bg_invariant": check_bg_invariant, "fusion": check_fusion,
-                                                           "in9": check_in9, "supervised": check_supervised}
+EXPERIMENT_CHECKS: dict[str, Callable[[Section], None]] = {
+    "bg_invariant": check_bg_invariant, "blur_study": check_blur_study, "fusion": check_fusion,
+    "in9": check_in9, "supervised": check_supervised}
 
 
 def check_config(config: Section) -> None:
@@ -822,3 +941,4 @@ def check_devices(config: Section, num_devices: int) -> None:
         if batch_size % num_devices:
             fail(key, batch_size, f"must be a multiple of the number of devices ({num_devices}); choose e.g. "
                                   f"{max(num_devices, batch_size // num_devices * num_devices)}")
+

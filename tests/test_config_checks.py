@@ -83,7 +83,7 @@ BAD = [
     ("supervised", None, {"data.image_size": 7}, "config.data.image_size=7: must be an integer >= 16"),
     # top level
     ("supervised", None, {"experiment": "nope"}, "config.experiment='nope': unknown experiment 'nope'; choose "
-                                                 "one of ['bg_invariant', 'fusion', 'in9', 'supervised']"),
+                                                 "one of ['bg_invariant', 'blur_study', 'fusion', 'in9', 'supervised']"),
     ("supervised", None, {"experiment": DELETE}, "config.experiment is missing"),
     ("supervised", None, {"seed": -1}, None),
     ("supervised", None, {"seed": 2 ** 32}, "must be an integer in [0, 4294967295]"),
@@ -105,7 +105,7 @@ BAD = [
     ("supervised", None, {"data.image_size": 16, "model.name": "vgg16"},
      "config.data.image_size=16: VGG cannot take 16x16 images"),
     # model
-    ("supervised", None, {"model.name": "resnet7"}, "unknown model 'resnet7'; available: background_generator, resnet18, resnet34"),
+    ("supervised", None, {"model.name": "resnet7"}, "unknown model 'resnet7'; available: background_generator, hypercolumn_head, resnet18"),
     ("supervised", None, {"model.conv": "fast"}, "unknown convolution 'fast'; choose one of ['auto', 'cpu', 'xla']"),
     ("supervised", None, {"model.width": -1.0}, "must be a finite number > 0"),
     ("supervised", None, {"model.width": math.inf}, None),
@@ -124,7 +124,7 @@ BAD = [
     ("supervised", None, {"train.optimizer.momentum": 1.0}, None),
     ("supervised", None, {"train.optimizer.weight_decay": -1e-4}, None),
     ("supervised", None, {"train.optimizer.schedule": "zigzag"}, "unknown schedule 'zigzag'; choose one of "
-                                                                 "('constant', 'cosine')"),
+                                                                 "('constant', 'cosine', 'step')"),
     ("supervised", None, {"train.optimizer.warmup_epochs": -1.0}, None),
     ("supervised", None, {"train.optimizer.warmup_epochs": 8.0}, "the warm-up must end before training does"),
     # loop
@@ -168,7 +168,7 @@ BAD = [
     ("fusion", None, {"streams.bg.data.image_size": 7}, None),
     ("fusion", None, {"streams.fg.data.variant": "faces"}, "config.streams.fg.data.variant='faces'"),
     ("fusion", None, {"streams.fg.train.label_smoothing": 2.0}, None),
-    ("fusion", None, {"streams.bg.train.optimizer.schedule": "step"}, None),
+    ("fusion", None, {"streams.bg.train.optimizer.schedule": "linear"}, None),
     ("fusion", None, {"streams.arch": "vgg16", "streams.cut": "features_30", "data.image_size": 16},
      "config.data.image_size=16: VGG cannot take 16x16 images"),
     # fusion: analysis
@@ -221,7 +221,7 @@ def test_every_data_source_and_experiment_has_its_checks():
 
 
 def test_get_experiment_refuses_an_unknown_name_as_a_config_error():
-    with pytest.raises(ConfigError, match=r"unknown experiment 'nope'; choose one of \['bg_invariant', 'fusion', 'in9', 'supervised'\]"):
+    with pytest.raises(ConfigError, match=r"unknown experiment 'nope'; choose one of \['bg_invariant', 'blur_study', 'fusion', 'in9', 'supervised'\]"):
         get_experiment("nope")
 
 

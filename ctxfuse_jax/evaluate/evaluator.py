@@ -11,6 +11,7 @@ backgrounds challenge) is computed afterwards on the host; `long_table` turns th
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -186,10 +187,15 @@ class ConditionScorer:
     def score(self, architecture: str, players: Mapping[str, Any], only: Sequence[str] | None = None,
               families: Sequence[Family] | None = None) -> ConditionScores:
         """Every family (those named in `only`) over the split; `families` may replace them by the same
-        transforms on other examples (same program)."""
-        return evaluate_conditions(self.step(architecture), players, self.split, families or self.families,
-                                   self.batch_size, self.mesh, num_classes=self.num_classes, seed=self.seed,
-                                   bank=self._device_bank, only=only)
+        transforms on other examples (same program). Says how long it took: scoring can take minutes."""
+        start = time.monotonic()
+        scores = evaluate_conditions(self.step(architecture), players, self.split, families or self.families,
+                                     self.batch_size, self.mesh, num_classes=self.num_classes, seed=self.seed,
+                                     bank=self._device_bank, only=only)
+        levels = sum(len(f.levels) for f in scores.families.values())
+        print(f"[evaluate {architecture}] {levels} conditions x {len(next(iter(scores.families.values())).examples)} "
+              f"images in {time.monotonic() - start:.1f} s", flush=True)
+        return scores
 
     def family(self, name: str) -> Family:
         return next(family for family in self.families if family.name == name)

@@ -12,6 +12,7 @@ Experiment = Callable[[ml_collections.ConfigDict, str], dict]
 # name -> module defining `run(config, workdir) -> results`; imported only when chosen.
 EXPERIMENTS = {
     "bg_invariant": "ctxfuse_jax.experiments.bg_invariant.experiment",
+    "blur_study": "ctxfuse_jax.experiments.blur_study.experiment",
     "fusion": "ctxfuse_jax.experiments.fusion.experiment",
     "in9": "ctxfuse_jax.experiments.in9.experiment",
     "supervised": "ctxfuse_jax.experiments.supervised",
