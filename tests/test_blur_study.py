@@ -198,7 +198,7 @@ def test_smoke_run_end_to_end(tmp_path, monkeypatch):
     assert results["fingerprint"]["experiment"] == "blur_study"
     assert sorted({step._cache_size() for step in steps}) == [1] and len(set(map(id, steps))) == 2
     rows = (workdir / "table.csv").read_text().splitlines()
-    assert any(",original_scales,144," in row for row in rows)
+    assert any(row.startswith("0,table1,144,defocus,D8,top5,") for row in rows)
 
 
 def test_the_imagenet_preset_starts_from_converted_weights(tmp_path):
