@@ -93,7 +93,7 @@ BAD = [
     ("fusion", None, {"seeds": (1, -1)}, "-1 is not one"),
     # data
     ("supervised", None, {"data.name": "imagenet9000"}, "unknown dataset 'imagenet9000'; choose one of "
-                                                        "['coco', 'digits', 'embedded', 'fashion_mnist', 'mnist']"),
+                                                        "['coco', 'digits', 'embedded', 'fashion_mnist', 'imagenet2012', 'mnist', 'oxford_iiit_pet']"),
     ("supervised", None, {"data.variant": "faces"}, "unknown variant 'faces'; choose one of"),
     ("supervised", None, {"data.image_size": 0}, None),
     ("supervised", None, {"data.num_examples": 2}, "must be 0 (the variant's default size) or an integer >= 3"),
