@@ -36,7 +36,7 @@ from ctxfuse_jax.evaluate.scoring import per_example_outputs, score_split
 from ctxfuse_jax.experiments.blur_study import outputs
 from ctxfuse_jax.experiments.blur_study.choices import DEBLURRED, ORIGINAL, SHARP
 from ctxfuse_jax.experiments.blur_study.geometry import Geometry, at_scale, combined, geometry, position_log_probs
-from ctxfuse_jax.experiments.blur_study.mixtures import Mixture, batch_images, train_images
+from ctxfuse_jax.experiments.blur_study.mixtures import Mixture, batch_images, level_blurs, train_images
 from ctxfuse_jax.experiments.classification import Learner, classifier_module, train_classifier, train_players
 from ctxfuse_jax.models import build_model, restrict_variables
 from ctxfuse_jax.train import losses, sharding
@@ -205,7 +205,7 @@ def blur_families(config: ml_collections.ConfigDict, geometry: Geometry, num_tes
 
 def deblurred_family(settings: ml_collections.ConfigDict, geometry: Geometry) -> Family:
     """Images blurred by the level `settings.level` (8-bit), then deconvolved with the true kernel."""
-    blur = presets.at_scale(level_blur(settings.level), geometry.canonical, geometry.kernel_scale)
+    blur = presets.at_scale(level_blurs()[settings.level], geometry.canonical, geometry.kernel_scale)
     params = dict(blur.params)
     kernel = kernels.kernel(blur.family, support=blur.support,
                             **kernels.scale_sizes(kernels.get_family(blur.family), params, blur.kernel_scale))
@@ -218,12 +218,6 @@ def deblurred_family(settings: ml_collections.ConfigDict, geometry: Geometry) ->
 
     # Its own label: tables key rows by level, and 'D8' is the blurred images' row.
     return Family(DEBLURRED, (f"{settings.level} deblurred",), transform)
-
-
-def level_blur(label: str) -> presets.Blur:
-    from ctxfuse_jax.experiments.blur_study.mixtures import level_blurs
-
-    return level_blurs()[label]
 
 
 def scale_outputs(forward, images: jax.Array, player: str, scales: Sequence[int]) -> dict[int, jax.Array]:

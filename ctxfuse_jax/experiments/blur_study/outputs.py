@@ -12,6 +12,7 @@ import numpy as np
 
 from ctxfuse_jax import provenance
 from ctxfuse_jax.data.pipeline import to_unit_float
+from ctxfuse_jax.evaluate import invariance
 from ctxfuse_jax.experiments.blur_study import report, tables
 from ctxfuse_jax.experiments.blur_study.geometry import scale_label
 from ctxfuse_jax.files import write_json_atomic
@@ -133,7 +134,7 @@ def invariance_figure(study, results: Mapping[Any, Mapping[str, Any]], path: str
     for model, values in first.items():
         maps = [np.asarray(values["maps"][layer][0]) for layer in study.pools]
         size = max(m.shape[0] for m in maps)
-        rows.append([np.asarray(image)] + [np.asarray(jax.image.resize(m, (size, size), "nearest"))[..., None]
+        rows.append([np.asarray(image)] + [np.asarray(invariance.resize_maps(m[None], size))[0, ..., None]
                                            / max(brightest, 1e-9) for m in maps])
         titles.append(["test image"] + [f"pool{i + 1}: mean {float(m.mean()):.3f}" for i, m in enumerate(maps)])
         labels.append(model)
