@@ -876,10 +876,9 @@ def check_blur_study(config: Section) -> None:
     from ctxfuse_jax.degrade.deconvolution import METHODS  # light: jax only
 
     one_of(deblur, "deblur", "method", tuple(METHODS), "deconvolution method")
+    for key in ("model_conditions", "scale_conditions"):
+        distinct_tuple(config.eval, "eval", key, f"test conditions {sorted(levels)}", lambda s: s in levels)
     levels[blur_choices.DEBLURRED] = (deblur.level,)
-    for i, name in enumerate(field(config.eval, "eval", "model_conditions")):
-        if name not in levels:
-            fail(f"eval.model_conditions[{i}]", name, f"must be one of {sorted(levels)}")
     models = (blur_choices.ORIGINAL, *mixtures)
     segmentation = section(config, "", "segmentation")
     if boolean(segmentation, "segmentation", "enabled"):

@@ -1,4 +1,4 @@
-"""Shared test set-up: CPU only, quiet TensorFlow, no GPU memory grabbed by tf.data; compilation counter."""
+"""Shared test set-up: CPU only, quiet TensorFlow, no GPU memory grabbed by tf.data; compilation counters."""
 
 import os
 
@@ -23,6 +23,48 @@ def compilations():
     jax.monitoring.register_event_duration_secs_listener(listen)
     yield events
     listening[0] = False
+
+
+@pytest.fixture
+def condition_steps(monkeypatch):
+    """Every condition-scoring program the evaluator builds during the test, to count compilations."""
+    from ctxfuse_jax.evaluate import evaluator
+
+    steps = []
+    build = evaluator.make_condition_step
+
+    def recorded(*args, **kwargs):
+        steps.append(build(*args, **kwargs))
+        return steps[-1]
+
+    monkeypatch.setattr(evaluator, "make_condition_step", recorded)
+    return steps
+
+
+@pytest.fixture
+def torch_parity(tmp_path):
+    """`check(net, model, checkpoint, size=32, tolerance=1e-4)`: the eval-mode torch `net`'s
+    `checkpoint` (a .pth), converted and loaded by the zoo's own code, makes `model` give `net`'s
+    logits on random images, within `tolerance` of the largest (or of 1, if they are smaller)."""
+    torch = pytest.importorskip("torch")
+    import numpy as np
+
+    from ctxfuse_jax.models.layers import IMAGENET_MEAN, IMAGENET_STD
+    from ctxfuse_jax.weights import convert_state_dict, load_pretrained, read_state_dict, save_weights
+
+    def check(net, model, checkpoint, size: int = 32, tolerance: float = 1e-4):
+        weights = tmp_path / "converted.npz"
+        save_weights(weights, convert_state_dict(read_state_dict(checkpoint), model), {})
+        images = np.random.default_rng(0).uniform(size=(2, size, size, 3)).astype(np.float32)
+        logits = model.apply(load_pretrained(weights, model), images)
+        standardised = (images - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
+        with torch.no_grad():
+            expected = net(torch.from_numpy(standardised.transpose(0, 3, 1, 2))).numpy()
+        scale = np.abs(expected).max()
+        assert scale > 100 * tolerance  # the comparison means something
+        np.testing.assert_allclose(logits, expected, atol=tolerance * max(1.0, scale), rtol=0)
+
+    return check
 
 
 def _files_and_bytes(directory) -> dict[str, bytes]:

@@ -283,24 +283,15 @@ def test_bad_values_are_refused_by_key(key, value, message):
     assert key in str(error.value)
 
 
-def test_smoke_run_scores_every_method_under_every_condition(tmp_path, monkeypatch):
+def test_smoke_run_scores_every_method_under_every_condition(tmp_path, condition_steps):
     from ctxfuse_jax.experiments.bg_invariant import experiment
 
     config = load_config("smoke")
     config.datasets.objects.data.data_dir = str(tmp_path / "tfds")
     config_checks.check_config(config)
-    steps = []
-    original_step = experiment.ConditionScorer.step
-
-    def recorded(self, architecture):
-        step = original_step(self, architecture)
-        steps.append(step)
-        return step
-
-    monkeypatch.setattr(experiment.ConditionScorer, "step", recorded)
     results = experiment.run(config, str(tmp_path / "run"))
     # One compiled program per architecture (classifier, attention) and test split scored every model.
-    assert {step._cache_size() for step in steps} == {1}
+    assert {step._cache_size() for step in condition_steps} == {1}
     for name, part in config.datasets.items():
         (seed_results,) = results[name].values()
         models = seed_results["models"]

@@ -61,6 +61,41 @@ def test_multiscale_average_of_fixed_outputs():
                                rtol=1e-5, atol=1e-6)
 
 
+def test_the_default_programs_score_each_model_once_per_scale():
+    """Table 1's program has the original at every scale; the base models' and the scale models' programs
+    split the mixtures by their training scales; each (model, scale) pass runs once per program, and an
+    ensemble is the mean of its members' log-probabilities."""
+    from ctxfuse_jax.experiments.blur_study import scoring
+
+    config = load_config("default")
+    found = scoring.programs(config)
+    assert found["table1"].names == ["original@36", "original@72", "original@144", "original@72+144"]
+    assert sorted(found["base"].names) == [f"{m}@72" for m in ("only_d8", "sharp_d2468", "sharp_d4", "sharp_d8",
+                                                               "sharp_shake")]
+    assert sorted(found["scales"].names) == ["both_d2468@72+144", "large_d2468@144", "per_scale@72+144"]
+    assert found["base"].only == ("sharp", "defocus", "camera_shake", "horizontal")
+    assert found["scales"].only == ("sharp", "defocus")
+    assert set(scoring.sources(config)) == {n for p in found.values() for n in p.names}
+
+    calls = []
+    rng = np.random.default_rng(0)
+    maps = {(m, s): jnp.asarray(rng.normal(size=(2, s // 36, s // 36, 5))) for m in ("sharp_d2468", "large_d2468",
+                                                                                  "both_d2468") for s in (72, 144)}
+
+    def forward(model, images):
+        calls.append((model, images.shape[1]))
+        return maps[model, images.shape[1]]
+
+    outs = found["scales"].logits(forward, jnp.zeros((2, 108, 108, 3)))
+    assert sorted(calls) == sorted({("large_d2468", 144), ("both_d2468", 72), ("both_d2468", 144),
+                                    ("sharp_d2468", 72)})
+    per_pass = {key: geometry.position_log_probs(value) for key, value in maps.items()}
+    np.testing.assert_allclose(outs["both_d2468@72+144"],
+                               (per_pass["both_d2468", 72] + per_pass["both_d2468", 144]) / 2, rtol=1e-6)
+    np.testing.assert_allclose(outs["per_scale@72+144"],
+                               (per_pass["sharp_d2468", 72] + per_pass["large_d2468", 144]) / 2, rtol=1e-6)
+
+
 def test_fully_convolutional_vgg_slides_its_classifier_and_pads_small_maps():
     """At a larger input each output position is the dense classifier on one 2x2 window of pool5; below
     the window the map is zero-padded to it (centred); at the training size both networks agree."""
@@ -153,6 +188,8 @@ def test_every_preset_passes_the_config_checks(preset):
     (("fine_tune.mixtures.sharp_shake", "target_scales", (72, 144)), "fixed bank"),
     (("protocol", "train_crop", 100), "needs more than the 108 px stored"),
     (("deblur", "method", "epll"), "deconvolution method"),
+    (("eval", "scale_conditions", ("sharp", "deblurred")), "'deblurred' is not one"),
+    (("eval", "model_conditions", ("sharp", "sharp")), "'sharp' is given twice"),
 ])
 def test_config_checks_refuse_bad_values(override, message):
     from ctxfuse_jax import config_checks
@@ -169,7 +206,7 @@ def test_config_checks_refuse_bad_values(override, message):
         config_checks.check_config(config)
 
 
-def test_smoke_run_end_to_end(tmp_path, monkeypatch):
+def test_smoke_run_end_to_end(tmp_path, condition_steps):
     """`configs/blur_study.py:smoke`: every table in report.md, figures, results with the fingerprint;
     Table 1's multi-scale program and the models' program each compiled once for every condition."""
     from ctxfuse_jax import config_checks
@@ -178,15 +215,6 @@ def test_smoke_run_end_to_end(tmp_path, monkeypatch):
     config = load_config("smoke")
     config.data.data_dir = str(tmp_path / "tfds")
     config_checks.check_config(config)
-    steps = []
-    original_step = experiment.ConditionScorer.step
-
-    def recorded(self, architecture):
-        step = original_step(self, architecture)
-        steps.append(step)
-        return step
-
-    monkeypatch.setattr(experiment.ConditionScorer, "step", recorded)
     workdir = tmp_path / "work"
     experiment.run(config, str(workdir))
     report = (workdir / "report.md").read_text()
@@ -196,9 +224,9 @@ def test_smoke_run_end_to_end(tmp_path, monkeypatch):
         assert (workdir / "figures" / f"{figure}.png").stat().st_size > 1000
     results = json.loads((workdir / "results.json").read_text())
     assert results["fingerprint"]["experiment"] == "blur_study"
-    assert sorted({step._cache_size() for step in steps}) == [1] and len(set(map(id, steps))) == 2
+    assert [step._cache_size() for step in condition_steps] == [1, 1, 1]  # Table 1, base and scale models
     rows = (workdir / "table.csv").read_text().splitlines()
-    assert any(row.startswith("0,table1,144,defocus,D8,top5,") for row in rows)
+    assert any(row.startswith("0,table1,original@144,defocus,D8,top5,") for row in rows)
 
 
 def test_the_imagenet_preset_starts_from_converted_weights(tmp_path):

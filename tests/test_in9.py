@@ -184,10 +184,9 @@ def test_the_release_is_scored_through_the_class_map(release, tmp_path):
 # --- the embedded data, end to end, with a finished fusion workdir ----------------------------
 
 
-def test_smoke_run_with_a_fusion_workdir_read_only(tmp_path, snapshot, monkeypatch):
+def test_smoke_run_with_a_fusion_workdir_read_only(tmp_path, snapshot, monkeypatch, condition_steps):
     from ctxfuse_jax import provenance, workdir
     from ctxfuse_jax.experiments.fusion import experiment as fusion_experiment
-    from ctxfuse_jax.evaluate import evaluator
     from ctxfuse_jax.experiments.in9 import experiment
 
     spec = importlib.util.spec_from_file_location("fusion_config", os.path.join(ROOT, "configs", "fusion.py"))
@@ -206,14 +205,6 @@ def test_smoke_run_with_a_fusion_workdir_read_only(tmp_path, snapshot, monkeypat
     config.fusion_workdir = "fusion"  # relative, as users type it
     config.analysis.progress_images = 0  # all: the progress evaluation then scores what the table scores
     config_checks.check_config(config)  # among others: the fusion run's data is this run's
-    steps = []
-
-    def recorded(*args, **kwargs):
-        steps.append(make_condition_step(*args, **kwargs))
-        return steps[-1]
-
-    make_condition_step = evaluator.make_condition_step
-    monkeypatch.setattr(evaluator, "make_condition_step", recorded)
     before = snapshot(fusion_dir)
     in9_dir = tmp_path / "in9"
     in9_dir.mkdir()
@@ -221,7 +212,7 @@ def test_smoke_run_with_a_fusion_workdir_read_only(tmp_path, snapshot, monkeypat
     assert snapshot(fusion_dir) == before  # read, never written
     # One program per architecture scored all conditions of all its models: five classifiers trained
     # here (and the Original one while it trained), the fusion workdir's four heads.
-    assert [step._cache_size() for step in steps] == [1, 1]
+    assert [step._cache_size() for step in condition_steps] == [1, 1]
 
     # The fusion classifiers on Original images are the fusion run's own sharp accuracy.
     for model in ("FG", "BG", "Joint", "FG-conv"):

@@ -4,15 +4,13 @@ Per seed: the original model (converted ImageNet weights, or trained here on sha
 paper's scale jitter); each configured mixture fine-tuned from it with the blur drawn inside the
 train step (Tables 3, 4); a hypercolumn segmenter on the original and on the mixed-blur trunk
 (Table 6). Then everything is scored through the evaluator of conditions, blur applied at the
-canonical scale: the original at every network scale, fully convolutionally (Table 1, one
-program for all scales), the fine-tuned models at theirs (Tables 2-5, one program for all
-models), deconvolved images (Table 5), binarised activations of sharp and blurred images
-(Figure 4), per-pixel mIoU over all pixels and near boundaries (Table 6).
+canonical scale, by `scoring`'s programs (Tables 1-5, deconvolved images included); binarised
+activations of sharp and blurred images (Figure 4); per-pixel mIoU over all pixels and near
+boundaries (Table 6).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import time
@@ -24,34 +22,26 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ctxfuse_jax import degrade
-from ctxfuse_jax.data.pipeline import ArraySplit
 from ctxfuse_jax.data.sources import Labelled, load_labelled
-from ctxfuse_jax.degrade import kernels, presets, protocol
 from ctxfuse_jax.evaluate import invariance
 from ctxfuse_jax.evaluate import segmentation as seg_metrics
-from ctxfuse_jax.evaluate.conditions import Family, build_families
-from ctxfuse_jax.evaluate.evaluator import ConditionScorer, ConditionScores, frozen_players
+from ctxfuse_jax.evaluate.conditions import Family
 from ctxfuse_jax.evaluate.scoring import per_example_outputs, score_split
-from ctxfuse_jax.experiments.blur_study import outputs
-from ctxfuse_jax.experiments.blur_study.choices import DEBLURRED, ORIGINAL, SHARP
-from ctxfuse_jax.experiments.blur_study.geometry import Geometry, at_scale, combined, geometry, position_log_probs
-from ctxfuse_jax.experiments.blur_study.mixtures import Mixture, batch_images, level_blurs, train_images
+from ctxfuse_jax.experiments.blur_study import outputs, scoring
+from ctxfuse_jax.experiments.blur_study.choices import ORIGINAL, SHARP
+from ctxfuse_jax.experiments.blur_study.geometry import Geometry, at_scale, geometry
+from ctxfuse_jax.experiments.blur_study.mixtures import Mixture, batch_images, train_images
 from ctxfuse_jax.experiments.classification import Learner, classifier_module, train_classifier, train_players
 from ctxfuse_jax.models import build_model, restrict_variables
 from ctxfuse_jax.train import losses, sharding
 from ctxfuse_jax.train.loop import LoopOptions
-from ctxfuse_jax.train.state import PlayerSpec
 from ctxfuse_jax.train.steps import Update, make_eval_step
 from ctxfuse_jax.weights import load_pretrained
 
 CLASSIFIER = "classifier"
 TRUNK, HEAD = "trunk", "segmenter"
-TABLE1, MODELS = "original_scales", "models"  # the two scored architectures
 # Every stage's keys are folded from the seed by its place here.
 STAGE_KEYS = (ORIGINAL, "segment_original", "segment_fine_tuned")
-
-SHARP_FAMILY = Family(SHARP, (SHARP,), lambda images, batch, bank, level, key: images)
 
 
 def _rngs(seed: int, stage: str, mixtures: Sequence[str]) -> tuple[jax.Array, jax.Array]:
@@ -193,115 +183,6 @@ def test_masks(batch: Mapping[str, jax.Array], scale: int) -> jax.Array:
     return jax.image.resize(masks, (masks.shape[0], scale, scale), method="nearest") > 0.5
 
 
-# -- scoring ------------------------------------------------------------------------------------
-def blur_families(config: ml_collections.ConfigDict, geometry: Geometry, num_test: int) -> list[Family]:
-    """Sharp, every configured blur at the canonical scale (kernels times canonical / 384), and the
-    deconvolved D8 of Table 5."""
-    specs = {name: {**spec, "scale": geometry.canonical, "kernel_scale": geometry.kernel_scale}
-             for name, spec in config.eval.conditions.to_dict().items()}
-    families = [SHARP_FAMILY, *build_families(specs, geometry.canonical, num_test, config.eval.seed)]
-    return families + [deblurred_family(config.deblur, geometry)]
-
-
-def deblurred_family(settings: ml_collections.ConfigDict, geometry: Geometry) -> Family:
-    """Images blurred by the level `settings.level` (8-bit), then deconvolved with the true kernel."""
-    blur = presets.at_scale(level_blurs()[settings.level], geometry.canonical, geometry.kernel_scale)
-    params = dict(blur.params)
-    kernel = kernels.kernel(blur.family, support=blur.support,
-                            **kernels.scale_sizes(kernels.get_family(blur.family), params, blur.kernel_scale))
-    options = dict(settings.options)
-
-    def transform(images, batch, bank, level, key):
-        blurred = blur(images, key)
-        kernel_batch = jnp.broadcast_to(kernel, (images.shape[0], *kernel.shape))
-        return protocol.quantize(degrade.deconvolve(settings.method, blurred, kernel_batch, **options))
-
-    # Its own label: tables key rows by level, and 'D8' is the blurred images' row.
-    return Family(DEBLURRED, (f"{settings.level} deblurred",), transform)
-
-
-def scale_outputs(forward, images: jax.Array, player: str, scales: Sequence[int]) -> dict[int, jax.Array]:
-    """{scale: position-averaged log-probabilities} of one fully convolutional player."""
-    return {s: position_log_probs(forward(player, at_scale(images, s))) for s in scales}
-
-
-class Scorers:
-    """Table 1's architecture (the original at every scale) and the models' architecture (every
-    model at its scales): one compiled program each, over the same conditions."""
-
-    def __init__(self, config, study: Study, families: list[Family]):
-        self.config, self.study = config, study
-        self.scorer = ConditionScorer(families, study.data.test, study.data.num_classes, config.eval.batch_size,
-                                      config.eval.seed, study.mesh)
-        geometry = study.geometry
-        self.table1_outputs = table1_outputs(config)
-        self.scorer.add_architecture(TABLE1, {ORIGINAL: PlayerSpec(study.dense)}, self._table1_logits)
-        players = (ORIGINAL, *config.fine_tune.mixtures)
-        self.scorer.add_architecture(MODELS, {p: PlayerSpec(study.dense) for p in players}, self._model_logits)
-        self.base = geometry.base_scale
-
-    def _table1_logits(self, forward, images):
-        per_scale = scale_outputs(forward, images, ORIGINAL, self.study.geometry.scales)
-        return {label: combined(per_scale, scales) for label, scales in self.table1_outputs.items()}
-
-    def _model_logits(self, forward, images):
-        """Every '{model}@{scales}' output; each (model, scale) pass runs once, shared by the outputs."""
-        passes: dict[tuple[str, int], jax.Array] = {}
-        outs = {}
-        for name, scales in model_outputs(self.config).items():
-            player = name.split("@")[0]
-            for s in scales:
-                if (player, s) not in passes:
-                    passes[player, s] = scale_outputs(forward, images, player, (s,))[s]
-            outs[name] = combined({s: passes[player, s] for s in scales}, scales)
-        for name, parts in per_scale_ensembles(self.config).items():
-            outs[name] = jnp.mean(jnp.stack([outs[p] for p in parts]), axis=0)
-        return outs
-
-    def score_table1(self, original: dict) -> ConditionScores:
-        only = [f.name for f in self.scorer.families if f.name != DEBLURRED]
-        return self.scorer.score(TABLE1, frozen_players({ORIGINAL: original}), only=only)
-
-    def score_models(self, variables: Mapping[str, dict]) -> ConditionScores:
-        return self.scorer.score(MODELS, frozen_players(variables), only=tuple(self.config.eval.model_conditions))
-
-
-def table1_outputs(config) -> dict[str, tuple[int, ...]]:
-    """Table 1's columns: each scale alone and each configured combination, e.g. '72+144'."""
-    from ctxfuse_jax.experiments.blur_study.geometry import scale_label
-
-    columns = {str(s): (s,) for s in config.protocol.scales}
-    columns.update({scale_label(c): tuple(c) for c in config.protocol.combinations})
-    return columns
-
-
-def model_outputs(config) -> dict[str, tuple[int, ...]]:
-    """'{model}@{scales}' -> the scales it is applied at: the original at every Table 4 setting, each
-    mixture at the scales it was fine-tuned for (and, when trained on several, their combination)."""
-    from ctxfuse_jax.experiments.blur_study.geometry import scale_label
-
-    base = config.protocol.base_scale
-    columns = {f"{ORIGINAL}@{base}": (base,)}
-    for combination in [(s,) for s in config.protocol.scales if s != base] + [tuple(c) for c in
-                                                                             config.protocol.combinations]:
-        columns[f"{ORIGINAL}@{scale_label(combination)}"] = combination
-    for name, mixture in config.fine_tune.mixtures.items():
-        scales = tuple(mixture.target_scales)
-        columns[f"{name}@{scale_label(scales)}"] = scales
-    return columns
-
-
-def per_scale_ensembles(config) -> dict[str, tuple[str, ...]]:
-    """Table 4's 'fine-tuned (per-scale)': the average of models fine-tuned at one scale each."""
-    from ctxfuse_jax.experiments.blur_study.geometry import scale_label
-
-    result = {}
-    for name, parts in config.fine_tune.ensembles.items():
-        members = [f"{p}@{scale_label(tuple(config.fine_tune.mixtures[p].target_scales))}" for p in parts]
-        result[f"{name}@{'+'.join(m.split('@')[1] for m in members)}"] = tuple(members)
-    return result
-
-
 # -- Figure 4 and Table 6 -----------------------------------------------------------------------
 def activation_invariance(study: Study, variables: Mapping[str, dict], family: Family, level: int,
                           num_images: int, seed: int) -> dict[str, Any]:
@@ -358,15 +239,14 @@ def segmentation_scores(study: Study, segmenters: Mapping[str, dict], families: 
 
 
 # -- run ----------------------------------------------------------------------------------------
-def run_seed(config, study: Study, scorers: Scorers, families: list[Family], seed: int, seed_dir: str
+def run_seed(config, study: Study, scorers: scoring.Scorers, families: list[Family], seed: int, seed_dir: str
              ) -> dict[str, Any]:
     """Every model of one seed trained (or loaded), then scored for every table."""
     stages, variables = {}, {}
     variables[ORIGINAL], stages[ORIGINAL] = study.original(seed, seed_dir)
     for name in config.fine_tune.mixtures:
         variables[name], stages[name] = study.fine_tune(name, variables[ORIGINAL], seed, seed_dir)
-    table1 = scorers.score_table1(variables[ORIGINAL])
-    models = scorers.score_models(variables)
+    scores = scorers.score(variables)
     by_name = {f.name: f for f in families}
     d8 = config.analysis.invariance_condition
     family = by_name[d8.family]
@@ -383,7 +263,7 @@ def run_seed(config, study: Study, scorers: Scorers, families: list[Family], see
         segmenters[tuned], stages["segment_fine_tuned"] = study.segmenter(
             "segment_fine_tuned", variables[tuned], study.mixtures[tuned], seed, seed_dir)
         segmentation = segmentation_scores(study, segmenters, [by_name[name] for name in settings.conditions])
-    return {"stages": stages, "table1": table1, "models": models, "invariance": invariance_result,
+    return {"stages": stages, "scores": scores, "invariance": invariance_result,
             "segmentation": segmentation}
 
 
@@ -395,10 +275,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     seg_config = config.segmentation
     seg_data = load_labelled(seg_config.data) if seg_config.enabled and seg_config.data else None
     study = Study(config, data, mesh, workdir, seg_data)
-    families = blur_families(config, study.geometry, len(data.test))
-    scorers = Scorers(config, study, families)
+    families = scoring.blur_families(config, study.geometry, len(data.test))
+    scorers = scoring.Scorers(config, study.dense, data, families, mesh)
     results = {seed: run_seed(config, study, scorers, families, seed, os.path.join(workdir, f"seed_{seed}"))
                for seed in config.seeds}
     if jax.process_index() == 0:
-        outputs.write_outputs(config, study, scorers, results, workdir, time.monotonic() - start)
+        outputs.write_outputs(config, study, results, workdir, time.monotonic() - start)
     return outputs.summary(config, results)

@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ctxfuse_jax.data.pipeline import to_unit_float
 from ctxfuse_jax.degrade import blurring, kernels, presets, protocol
@@ -76,26 +75,16 @@ class Mixture:
         per_family = []
         for family_name in self.families():
             family = kernels.get_family(family_name)
-            table = {p: np.zeros(len(self.names), np.float32) for p in family.params}
-            uniform = {p: np.zeros((len(self.names), 2), np.float32) for p in family.params}
-            support = 1
-            for i, name in enumerate(self.names):
-                blur = None if name == SHARP else blurs[name]
-                if blur is None or blur.family != family_name:
-                    continue
-                for param, value in blur.params:
-                    if isinstance(value, presets.Uniform):
-                        uniform[param][i] = (value.low, value.high)
-                    else:
-                        table[param][i] = value
-                largest = {p: (v.high if isinstance(v, presets.Uniform) else v) for p, v in blur.params}
-                support = max(support, kernels.support_for(family_name, kernel_scale * max_growth,
-                                                           **largest))
+            # Each option's (low, high) per parameter; options of other families (and sharp) are all zero.
+            ranges = [{p: _bounds(v) for p, v in blurs[n].params} if n != SHARP and blurs[n].family == family_name
+                      else {} for n in self.names]
+            support = max([1] + [kernels.support_for(family_name, kernel_scale * max_growth,
+                                                     **{p: high for p, (_, high) in r.items()}) for r in ranges if r])
             values = {}
             for param_index, param in enumerate(family.params):
-                low, high = jnp.asarray(uniform[param][:, 0])[choice], jnp.asarray(uniform[param][:, 1])[choice]
-                drawn = low + (high - low) * jax.random.uniform(jax.random.fold_in(key, param_index), (batch,))
-                value = jnp.asarray(table[param])[choice] + jnp.where(high > low, drawn, 0.0)
+                low, high = (jnp.asarray([r.get(param, (0.0, 0.0))[end] for r in ranges], jnp.float32)[choice]
+                             for end in (0, 1))
+                value = low + (high - low) * jax.random.uniform(jax.random.fold_in(key, param_index), (batch,))
                 if family_name == "shake":
                     value = jnp.floor(value)
                 values[param] = value * growth if param in family.sizes else value
@@ -106,6 +95,11 @@ class Mixture:
         family_of_option = jnp.asarray([self.families().index("disk" if n == SHARP else blurs[n].family)
                                         for n in self.names], jnp.int32)
         return blurring.mix(family_of_option[choice], per_family)
+
+
+def _bounds(value: float | presets.Uniform) -> tuple[float, float]:
+    """A preset parameter as a (low, high) range: a fixed value is its own range."""
+    return (value.low, value.high) if isinstance(value, presets.Uniform) else (float(value), float(value))
 
 
 def windows(key: jax.Array, batch: int, geometry: Geometry, target_scales: Sequence[int]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -13,7 +14,8 @@ import numpy as np
 from ctxfuse_jax import provenance
 from ctxfuse_jax.data.pipeline import to_unit_float
 from ctxfuse_jax.evaluate import invariance
-from ctxfuse_jax.experiments.blur_study import report, tables
+from ctxfuse_jax.experiments.blur_study import report, scoring, tables
+from ctxfuse_jax.experiments.blur_study.choices import DEBLURRED, ORIGINAL
 from ctxfuse_jax.experiments.blur_study.geometry import scale_label
 from ctxfuse_jax.files import write_json_atomic
 from ctxfuse_jax.report import curves_figure, image_grid
@@ -49,69 +51,75 @@ def _per_level(table: tables.Table, rows: list[str], column: str) -> np.ndarray:
     return np.asarray([np.mean(table[r][column]) for r in rows])
 
 
-def context(config, study, results: Mapping[Any, Mapping[str, Any]]) -> dict[str, Any]:
-    """Every number the report and figures show, from the per-seed results."""
-    from ctxfuse_jax.experiments.blur_study.experiment import model_outputs, per_scale_ensembles
+def _same_mixture_at(config, mix: str, scales: tuple[int, ...]) -> str:
+    """The output of the first mixture with `mix`'s weights fine-tuned at `scales` ('' if none)."""
+    weights = config.fine_tune.mixtures[mix].weights.to_dict() if mix in config.fine_tune.mixtures else None
+    return next((scoring.output_name(name, scales) for name, m in config.fine_tune.mixtures.items()
+                 if tuple(m.target_scales) == scales and m.weights.to_dict() == weights), "")
 
+
+def _base_mixture(config, has: Callable[[dict], bool]) -> str:
+    """The first mixture fine-tuned at the base scale whose weights satisfy `has` ('' if none)."""
+    base = (config.protocol.base_scale,)
+    return next((name for name, m in config.fine_tune.mixtures.items()
+                 if tuple(m.target_scales) == base and has(m.weights.to_dict())), "")
+
+
+def _paper_order(model: str) -> tuple[int, str]:
+    """Table 3's columns in the paper's order, then the config's other mixtures by name."""
+    order = report.PAPER_TABLE3_MODELS
+    return (order.index(model) if model in order else len(order)), model
+
+
+def context(config, study, results: Mapping[Any, Mapping[str, Any]]) -> dict[str, Any]:
+    """Every number the report and figures show, from the per-seed results. Table 4 compares the
+    mixed-blur model (`segmentation.fine_tuned_trunk`) with the mixtures of the same weights at the
+    other scales; Table 5's FT-D8 is the mixture of the deblurred level alone."""
     protocol = config.protocol
-    base = str(protocol.base_scale)
-    large = str(max(protocol.scales))
-    columns = list(report_tables_columns(config))
-    t1 = {m: tables.table1(results, m) for m in ("top1", "top5")}
-    names = {name.split("@")[0]: name for name in model_outputs(config)}
-    outs = list(model_outputs(config)) + list(per_scale_ensembles(config))
-    first = next(iter(results.values()))["models"]
-    rows = [(family, level) for family, level in tables.conditions_of(first)]
-    t3_all = tables.models_table(results, "top1", outs, rows)
-    at_base = [name for name in outs if name.endswith(f"@{base}")]
-    t3 = {level: {name.split("@")[0]: values[name] for name in at_base} for level, values in t3_all.items()}
-    ent = tables.models_table(results, "entropy", at_base, rows)
-    ce = tables.models_table(results, "cross_entropy", at_base, rows)
-    mix = config.segmentation.fine_tuned_trunk
+    base, large = (protocol.base_scale,), (max(protocol.scales),)
+    found = scoring.programs(config)
+    top1, top5, entropy, cross_entropy = (tables.scored_table(results, metric) for metric in tables.METRICS)
+    original = functools.partial(scoring.output_name, ORIGINAL)
+    first = next(iter(results.values()))["scores"]
+    # Table 1: the original at each scale (columns by mean scale), every condition but the deblurred images.
+    scales = sorted((s for _, s in found[scoring.TABLE1].outputs.values()), key=lambda s: (np.mean(s), len(s)))
+    t1_columns = {scale_label(s): original(s) for s in scales}
+    t1_rows = [level for family, level in tables.conditions_of(first[scoring.TABLE1]) if family != DEBLURRED]
+    # Tables 2, 3, 5: the base-scale models, the original's column from Table 1's program.
+    tuned = sorted(found[scoring.BASE].outputs.items(), key=lambda item: _paper_order(item[1][0]))
+    at_base = {ORIGINAL: original(base), **{model: name for name, (model, _) in tuned}}
+    t3_rows = [level for _, level in tables.conditions_of(first[scoring.BASE])]
+    mix, level = config.segmentation.fine_tuned_trunk, config.deblur.level
+    only = _base_mixture(config, lambda weights: set(weights) == {level})
     table2 = {}
-    for level in ("sharp", "D4", "D8"):
-        if level in ent and f"{mix}@{base}" in ent[level]:
-            table2[level] = {"original entropy": ent[level][f"original@{base}"],
-                             f"{mix} entropy": ent[level][f"{mix}@{base}"],
-                             "original cross-entropy": ce[level][f"original@{base}"],
-                             f"{mix} cross-entropy": ce[level][f"{mix}@{base}"]}
-    table4 = {}
-    combination = scale_label(tuple(protocol.combinations[0])) if protocol.combinations else None
-    for name in (f"original@{base}", f"{mix}@{base}", f"original@{large}", names.get("large_d2468", ""),
-                 f"original@{combination}", names.get("both_d2468", ""), next(iter(per_scale_ensembles(config)), "")):
-        if name and name in t3_all["sharp"]:
-            table4[name] = [t3_all[level][name] for level in ("sharp", "D4", "D8")]
-    table5 = {}
-    table5_rows = []
-    if "D8" in t3_all and f"{mix}@{base}" in t3_all["D8"]:
-        original = f"original@{base}"
-        table5 = {"deblurred": float(np.mean(t3_all.get(config.deblur.level, {}).get(original, np.nan)))}
-        deblurred_row = next((level for family, level in rows if family == "deblurred"), None)
-        table5 = {"deblurred": tables.mean(t3_all, deblurred_row, original) if deblurred_row else np.nan,
-                  "mix": tables.mean(t3_all, "D8", f"{mix}@{base}")}
-        only = names.get("only_d8")
-        table5_rows = [t3_all["sharp"][original], t3_all["D8"][original],
-                       t3_all[deblurred_row][original] if deblurred_row else np.full(len(results), np.nan),
-                       t3_all["D8"][f"{mix}@{base}"],
-                       t3_all["D8"][only] if only else np.full(len(results), np.nan)]
-    gaussians = [level for family, level in tables.conditions_of(next(iter(results.values()))["table1"])
-                 if family == "gaussian"]
+    for row in ("sharp", "D4", "D8"):
+        cells = {f"{model} {metric}": values[row][at_base[model]]
+                 for metric, values in (("entropy", entropy), ("cross-entropy", cross_entropy))
+                 for model in (ORIGINAL, mix) if at_base.get(model) in values.get(row, {})}
+        if len(cells) == 4:
+            table2[row] = cells
+    combination = tuple(protocol.combinations[0]) if protocol.combinations else ()
+    ensembles = found[scoring.SCALES].ensembles if scoring.SCALES in found else {}
+    table4_outputs = dict(zip(report.PAPER_TABLE4, (
+        original(base), at_base.get(mix, ""), original(large), _same_mixture_at(config, mix, large),
+        original(combination) if combination else "", _same_mixture_at(config, mix, combination),
+        next(iter(ensembles), ""))))
+    table5_cells = [("sharp", original(base)), (level, original(base)), (f"{level} deblurred", original(base)),
+                    (level, at_base.get(mix, "")), (level, at_base.get(only, ""))]
     return {
         "seeds": list(results), "num_test": len(study.data.test), "num_classes": study.data.num_classes,
         "canonical": study.geometry.canonical, "kernel_scale": study.geometry.kernel_scale,
-        "table1_columns": columns, "table1_top1": t1["top1"], "table1_top5": t1["top5"],
-        "base": base, "large": large, "mix": mix, "shake": "sharp_shake", "only_d8": "only_d8",
-        "table2": table2, "table3_top1": t3, "table3_models": [n.split("@")[0] for n in at_base], "table4": table4,
-        "table5": table5, "table5_rows": table5_rows, "invariance": tables.invariance_table(results),
-        "segmentation": tables.segmentation_table(results), "gaussians": gaussians, "departures": DEPARTURES}
-
-
-def report_tables_columns(config) -> list[str]:
-    from ctxfuse_jax.experiments.blur_study.experiment import table1_outputs
-
-    order = sorted(table1_outputs(config), key=lambda c: (sum(int(s) for s in c.split("+")) / len(c.split("+")),
-                                                           len(c)))
-    return order
+        "table1_columns": list(t1_columns), "table1_top1": tables.select(top1, t1_rows, t1_columns),
+        "table1_top5": tables.select(top5, t1_rows, t1_columns),
+        "base": scale_label(base), "large": scale_label(large), "mix": mix, "only_d8": only,
+        "shake": _base_mixture(config, lambda weights: "shake" in weights),
+        "table2": table2, "table3_top1": tables.select(top1, t3_rows, at_base), "table3_models": list(at_base),
+        "table4": {label: (name, [top1.get(row, {}).get(name) for row in ("sharp", "D4", "D8")])
+                   for label, name in table4_outputs.items()},
+        "table5_rows": [top1.get(row, {}).get(name) for row, name in table5_cells],
+        "invariance": tables.invariance_table(results), "segmentation": tables.segmentation_table(results),
+        "gaussians": [level for family, level in tables.conditions_of(first[scoring.TABLE1]) if family == "gaussian"],
+        "departures": DEPARTURES}
 
 
 def table1_figure(ctx: Mapping[str, Any], path: str) -> None:
@@ -142,32 +150,30 @@ def invariance_figure(study, results: Mapping[Any, Mapping[str, Any]], path: str
 
 
 def examples_figure(config, study, results: Mapping[Any, Mapping[str, Any]], path: str) -> None:
-    from ctxfuse_jax.experiments.blur_study.experiment import blur_families
-
-    scores = next(iter(results.values()))["models"]
-    base = config.protocol.base_scale
-    families = {f.name: f for f in blur_families(config, study.geometry, len(study.data.test))}
+    scores = next(iter(results.values()))["scores"]
+    sources = scoring.sources(config)
+    outputs = {model: scoring.output_name(model, (config.protocol.base_scale,)) for model in config.analysis.example_models}
+    families = {f.name: f for f in scoring.blur_families(config, study.geometry, len(study.data.test))}
     count = config.analysis.figure_images
     images = to_unit_float(jnp.asarray(study.data.test.arrays["image"][:count]))
     letters = dict(zip(config.analysis.example_models, "OMS"))
     rows, titles = [], []
     for family_name, level in (("defocus", "D8"), ("camera_shake", "shake")):
-        if family_name not in scores.families:
+        scored = {model: scores[sources[name]] for model, name in outputs.items()
+                  if name in sources and family_name in scores[sources[name]].families}
+        if not scored:
             continue
         family = families[family_name]
-        blurred = np.asarray(family.transform(images, {}, {}, jnp.int32(family.levels.index(level)),
-                                              jax.random.PRNGKey(config.eval.seed)))
-        scored = scores.family(family_name)
-        i = scored.levels.index(level)
+        i = family.levels.index(level)
+        blurred = np.asarray(family.transform(images, {}, {}, jnp.int32(i), jax.random.PRNGKey(config.eval.seed)))
         rows.append(list(blurred))
-        correct = {model: scores.correct(f"{model}@{base}", family_name)[i] for model in letters
-                   if f"{model}@{base}" in scored.predictions}
+        correct = {model: s.correct(outputs[model], family_name)[i] for model, s in scored.items()}
         titles.append([f"{level}: " + ("".join(letters[m] for m, right in correct.items() if right[n]) or "none")
                        for n in range(count)])
     image_grid(rows, titles, path=path)
 
 
-def write_outputs(config, study, scorers, results: Mapping[Any, Mapping[str, Any]], workdir: str,
+def write_outputs(config, study, results: Mapping[Any, Mapping[str, Any]], workdir: str,
                   seconds: float) -> None:
     figures_dir = os.path.join(workdir, "figures")
     os.makedirs(figures_dir, exist_ok=True)

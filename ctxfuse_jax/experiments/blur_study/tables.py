@@ -1,7 +1,8 @@
 """The paper's tables as numbers (seeds stacked), from the per-example scores of every seed.
 
 Each table is {row: {column: array over seeds}}, so the report writes mean ± std and the
-verdicts compare means; `long_rows` flattens everything for table.csv.
+verdicts compare means; `long_rows` flattens everything for table.csv. A seed's result holds
+`scores` {program: ConditionScores} (`scoring.programs`), `invariance` and `segmentation`.
 """
 
 from __future__ import annotations
@@ -36,23 +37,24 @@ def _stack(per_seed: Sequence[Table]) -> Table:
     return {row: {col: np.asarray([t[row][col] for t in per_seed]) for col in per_seed[0][row]} for row in per_seed[0]}
 
 
-def table1(results: Mapping[Any, Mapping[str, Any]], metric: str) -> Table:
-    """Rows: every test condition; columns: network scale (and combination); the original model."""
+def scored_table(results: Mapping[Any, Mapping[str, Any]], metric: str) -> Table:
+    """{level: {output name: per-seed values}}: every output of every program on each condition its
+    program scored, rows in the order first scored (Table 1's program scores every condition)."""
     per_seed = []
     for r in results.values():
-        scores = r["table1"]
-        models = list(next(iter(scores.families.values())).predictions)
-        per_seed.append({level: {m: condition_metric(scores, m, family, level, metric) for m in models}
-                         for family, level in conditions_of(scores)})
+        table: dict[str, dict[str, float]] = {}
+        for scores in r["scores"].values():
+            for family, level in conditions_of(scores):
+                for name in scores.family(family).predictions:
+                    table.setdefault(level, {})[name] = condition_metric(scores, name, family, level, metric)
+        per_seed.append(table)
     return _stack(per_seed)
 
 
-def models_table(results: Mapping[Any, Mapping[str, Any]], metric: str, models: Sequence[str],
-                 rows: Sequence[tuple[str, str]]) -> Table:
-    """Rows: (family, level) test conditions; columns: the named model outputs ('name@scales')."""
-    per_seed = [{level: {m: condition_metric(r["models"], m, family, level, metric) for m in models}
-                 for family, level in rows} for r in results.values()]
-    return _stack(per_seed)
+def select(table: Table, rows: Sequence[str], columns: Mapping[str, str]) -> Table:
+    """`table`'s `rows`, its outputs renamed {column: output name}; cells never scored are left out."""
+    return {row: {column: table[row][name] for column, name in columns.items() if name in table.get(row, {})}
+            for row in rows}
 
 
 def invariance_table(results: Mapping[Any, Mapping[str, Any]]) -> Table:
@@ -82,8 +84,7 @@ def long_rows(results: Mapping[Any, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """(seed, scored, model, condition, level, metric, value) for every score of every seed."""
     rows = []
     for seed, r in results.items():
-        for scored in ("table1", "models"):
-            scores = r[scored]
+        for scored, scores in r["scores"].items():
             for family, level in conditions_of(scores):
                 for model in scores.family(family).predictions:
                     for metric in METRICS:
