@@ -1,4 +1,4 @@
-"""Model zoo: sizes, shapes, named features, truncation, registry.
+"""Model zoo: sizes, shapes, named features, truncation, receptive fields, registry.
 
 Shapes come from `jax.eval_shape` (no compute); the few real forwards use tiny widths and
 weights drawn with numpy from the model's variable shapes, since `model.init` on XLA:CPU
@@ -51,14 +51,15 @@ def tiny_resnet():
 
 @pytest.mark.parametrize('name, count', [
     ('resnet18', 11_689_512), ('resnet34', 21_797_672), ('resnet50', 25_557_032),
-    ('vgg16', 138_357_544), ('vgg16_bn', 138_365_992)])
+    ('vgg16', 138_357_544), ('vgg16_bn', 138_365_992), ('alexnet', 61_100_840)])
 def test_parameter_counts_match_torchvision(name, count):
     params = variable_shapes(models.build_model(name))['params']
     assert sum(leaf.size for leaf in jax.tree.leaves(params)) == count
 
 
 @pytest.mark.parametrize('name, size, pooled', [
-    ('resnet18', 32, 64), ('resnet50', 33, 256), ('vgg16', 32, 512), ('vgg16_bn', 48, 512)])
+    ('resnet18', 32, 64), ('resnet50', 33, 256), ('vgg16', 32, 512), ('vgg16_bn', 48, 512),
+    ('alexnet', 63, 512)])  # 63 px: AlexNet's smallest, pool5 1x1
 def test_output_shapes_for_small_inputs(name, size, pooled):
     model = models.build_model(name, width=TINY, num_classes=10)
     assert output_shape(model, size).shape == (2, 10)
@@ -93,6 +94,7 @@ def test_convolution_is_pluggable():
     ('resnet18', 'layer3', (2, 2, 2, 32), ['layer4_0', 'fc']),
     ('resnet18', 'maxpool', (2, 8, 8, 8), ['layer1_0', 'fc']),
     ('vgg16_bn', 'features_23', (2, 4, 4, 32), ['features_24', 'classifier_0']),
+    ('alexnet', 'features_5', (2, 1, 1, 24), ['features_6', 'classifier_1']),
 ])
 def test_truncated_models_stop_and_create_nothing_later(name, stop_at, shape, absent):
     model = models.build_model(name, width=TINY, stop_at=stop_at)
@@ -130,11 +132,18 @@ def test_vgg_taps_every_pool_relu_and_batch_norm():
     assert {'features_4', 'features_9', 'features_16', 'features_23', 'features_30'} <= plain
 
 
-def test_vgg_uses_dropout_only_in_training():
-    model = models.VGG16(width=TINY)
-    output_shape(model, train=False)
+def test_alexnet_taps_every_pool_and_relu():
+    relus = {'features_1', 'features_4', 'features_7', 'features_9', 'features_11'}
+    stages = {'features_2', 'features_5', 'features_12', 'avgpool', 'classifier_2', 'classifier_5'}
+    assert tapped_names(models.AlexNet(width=TINY), size=67) == relus | stages
+
+
+@pytest.mark.parametrize('name, size', [('vgg16', 32), ('alexnet', 67)])
+def test_dropout_only_in_training(name, size):
+    model = models.build_model(name, width=TINY)
+    output_shape(model, size, train=False)
     with pytest.raises(errors.InvalidRngError, match='dropout'):
-        output_shape(model, train=True, mutable=['batch_stats'])
+        output_shape(model, size, train=True, mutable=['batch_stats'])
 
 
 def test_intermediates_match_truncated_model(tiny_resnet):
@@ -192,7 +201,7 @@ def test_training_updates_batch_statistics(tiny_resnet):
 
 
 def test_registry_builds_by_name_and_rejects_unknown_names():
-    names = {'resnet18', 'resnet34', 'resnet50', 'vgg16', 'vgg16_bn'}
+    names = {'resnet18', 'resnet34', 'resnet50', 'vgg16', 'vgg16_bn', 'alexnet'}
     assert names <= set(models.available_models())
     model = models.build_model('resnet34', num_classes=7, width=TINY)
     assert isinstance(model, models.ResNet) and model.num_classes == 7
@@ -200,3 +209,63 @@ def test_registry_builds_by_name_and_rejects_unknown_names():
         models.build_model('resnet19')
     with pytest.raises(ValueError, match="'vgg16' is already registered"):
         register_model('vgg16')(models.VGG)
+
+
+# Worked by hand: a layer (kernel k, stride s, padding p) turns (size, jump, start) into
+# (size + (k - 1) * jump, jump * s, start - p * jump), from an input pixel's (1, 1, 0).
+@pytest.mark.parametrize('name, stage, size, jump, start', [
+    ('alexnet', 'features_2', 19, 8, -2),  # conv 11/4/2: (11, 4, -2); pool 3/2: 11 + 2*4
+    ('alexnet', 'features_5', 67, 16, -18),  # conv 5/1/2: 19 + 4*8, -2 - 2*8; pool: 51 + 2*8
+    ('alexnet', 'features_12', 195, 32, -66),  # 3 convs 3/1/1: 67 + 3*2*16; pool: 163 + 2*16
+    ('vgg16', 'features_4', 6, 2, -2),  # 2 convs 3/1/1: 1 + 2 + 2, -2; pool 2/2: 5 + 1
+    ('vgg16', 'features_9', 16, 4, -6),  # 2 convs at jump 2: 6 + 8; pool: 14 + 2
+    ('vgg16', 'features_30', 212, 32, -90),  # the known 212 of VGG16's pool5
+    ('vgg16_bn', 'features_6', 6, 2, -2),  # BN moves the indices, not the geometry
+    ('resnet18', 'maxpool', 11, 4, -5),  # conv 7/2/3: (7, 2, -3); pool 3/2/1: 7 + 2*2, -3 - 2
+    ('resnet18', 'layer2', 99, 8, -49),  # layer1 +4*2*4 = 43; layer2 + 2*4 + 3*2*8
+    ('resnet18', 'layer4', 435, 32, -217),  # the known 435 of ResNet18
+    ('resnet50', 'layer4', 427, 32, -213),  # bottlenecks: one 3x3 per block
+])
+def test_receptive_fields_match_hand_worked_values(name, stage, size, jump, start):
+    field = models.receptive_field(models.build_model(name), stage)
+    assert (field.size, field.jump, field.start) == (size, jump, start)
+
+
+def gradient_support(model: nn.Module, size: int, unit: tuple[int, int]) -> np.ndarray:
+    """The input pixels where the gradient of output unit `unit` (summed over channels) is nonzero
+    for some of 16 random images. A max-pool passes each gradient to one input of its window, so one
+    image shows only part of the field; the union over images and channels shows all of it."""
+    variables = random_variables(model)
+
+    def unit_sum(x):
+        return model.apply(variables, x)[:, unit[0], unit[1]].sum()
+
+    grad = jax.jit(jax.grad(unit_sum))(images(size, 16))
+    return np.asarray(jnp.abs(grad).max(axis=(0, 3)) > 0)
+
+
+@pytest.mark.parametrize('name, stage, size, unit', [
+    ('alexnet', 'features_2', 64, (2, 3)), ('alexnet', 'features_5', 96, (1, 2)),
+    ('vgg16', 'features_4', 16, (0, 3)), ('vgg16', 'features_9', 32, (0, 3)),
+    ('resnet18', 'maxpool', 32, (0, 3)), ('resnet18', 'layer2', 128, (0, 8)),
+])
+def test_receptive_fields_are_where_the_gradient_reaches(name, stage, size, unit):
+    """Units at the border (0: the window clipped to the image) and inside it."""
+    model = models.build_model(name, width=TINY, stop_at=stage)
+    field = models.receptive_field(model, stage)
+    expected = np.zeros((size, size), bool)
+    rows, cols = (field.window(i) for i in unit)
+    expected[max(rows.start, 0):rows.stop, max(cols.start, 0):cols.stop] = True
+    assert max(rows.stop, cols.stop) <= size  # the window ends inside the image
+    np.testing.assert_array_equal(gradient_support(model, size, unit), expected)
+
+
+def test_receptive_fields_only_of_fixed_geometry_stages():
+    alexnet = models.AlexNet()
+    with pytest.raises(ValueError, match=r"'avgpool' has no receptive field of fixed size.*"
+                                         r"'features_2', 'features_5', 'features_12'\]"):
+        models.receptive_field(alexnet, 'avgpool')
+    with pytest.raises(ValueError, match=r"has no stage 'features_3'; its stages are \['features_2'"):
+        models.receptive_field(alexnet, 'features_3')
+    with pytest.raises(ValueError, match=r"SmallCNN's stage 'block_0' has no receptive field"):
+        models.receptive_field(models.SmallCNN(), 'block_0')

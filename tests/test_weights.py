@@ -1,7 +1,8 @@
 """PyTorch checkpoints -> Flax: file formats, conversion parity with torch, and every error path.
 
 torchvision cannot be installed here, so the reference networks below rebuild its ResNet and
-VGG with its exact module names and layer structure, at reduced width.
+VGG with its exact module names and layer structure, at reduced width (AlexNet's: test_alexnet.py);
+conftest's `torch_parity` compares their logits with the converted models'.
 """
 
 import os
@@ -15,10 +16,9 @@ import pytest
 from ctxfuse_jax import models
 from ctxfuse_jax.errors import WeightsError
 from ctxfuse_jax.models import variable_shapes
-from ctxfuse_jax.models.layers import IMAGENET_MEAN, IMAGENET_STD
 from ctxfuse_jax.models.variables import flatten
-from ctxfuse_jax.weights import (convert_state_dict, load_pretrained, read_pth, read_state_dict,
-                                 read_weights, save_weights)
+from ctxfuse_jax.weights import (convert_state_dict, load_pretrained, read_pth, read_weights,
+                                 save_weights)
 from ctxfuse_jax.weights.convert import main
 from ctxfuse_jax.weights.layout import flax_key, torch_key
 
@@ -135,52 +135,37 @@ def state_dict(net) -> dict[str, np.ndarray]:
     return {k: v.numpy() for k, v in net.state_dict().items()}
 
 
-def assert_same_logits(net, model, path, tmp_path, size: int = 32):
-    """Flax logits from the converted file equal torch's eval-mode logits on the same images."""
-    torch = pytest.importorskip('torch')
-    weights = tmp_path / 'weights.npz'
-    save_weights(weights, convert_state_dict(read_state_dict(path), model), {})
-    images = np.random.default_rng(0).uniform(size=(2, size, size, 3)).astype(np.float32)
-    logits = model.apply(load_pretrained(weights, model), images)
-    standardised = (images - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
-    with torch.no_grad():
-        expected = net(torch.from_numpy(standardised.transpose(0, 3, 1, 2))).numpy()
-    assert np.abs(expected).max() > 100 * 1e-4  # the comparison means something
-    np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0)
-
-
 @pytest.fixture(scope='module')
 def resnet18():
     return randomised(torch_resnet((2, 2, 2, 2), False, TINY, num_classes=10))
 
 
 @pytest.mark.parametrize('zip_format', [True, False], ids=['zip', 'legacy'])
-def test_resnet18_matches_torch(resnet18, zip_format, tmp_path):
+def test_resnet18_matches_torch(resnet18, zip_format, tmp_path, torch_parity):
     path = save(resnet18.state_dict(), tmp_path / 'resnet18.pth', zip_format)
-    assert_same_logits(resnet18, models.ResNet18(width=TINY, num_classes=10), path, tmp_path)
+    torch_parity(resnet18, models.ResNet18(width=TINY, num_classes=10), path)
 
 
-def test_places365_checkpoint_matches_torch(tmp_path):
+def test_places365_checkpoint_matches_torch(tmp_path, torch_parity):
     """CSAIL's layout: a training checkpoint around a DataParallel state dict, legacy format."""
     net = randomised(torch_resnet((2, 2, 2, 2), False, TINY, num_classes=365))
     checkpoint = {'epoch': 90, 'arch': 'resnet18', 'best_prec1': 54.7,
                   'state_dict': {'module.' + k: v for k, v in net.state_dict().items()}}
     path = save(checkpoint, tmp_path / 'resnet18_places365.pth.tar', zip_format=False)
-    assert_same_logits(net, models.ResNet18(width=TINY, num_classes=365), path, tmp_path)
+    torch_parity(net, models.ResNet18(width=TINY, num_classes=365), path)
 
 
-def test_resnet50_matches_torch(tmp_path):
+def test_resnet50_matches_torch(tmp_path, torch_parity):
     net = randomised(torch_resnet((3, 4, 6, 3), True, TINY / 2, num_classes=10))
     path = save(net.state_dict(), tmp_path / 'resnet50.pth')
-    assert_same_logits(net, models.ResNet50(width=TINY / 2, num_classes=10), path, tmp_path)
+    torch_parity(net, models.ResNet50(width=TINY / 2, num_classes=10), path)
 
 
-def test_vgg16_bn_matches_torch(tmp_path):
+def test_vgg16_bn_matches_torch(tmp_path, torch_parity):
     """96px leaves a 3x3 map: the 7x7 adaptive pool and the CHW->HWC permutation both matter."""
     net = randomised(torch_vgg16(batch_norm=True, width=TINY / 2, num_classes=10))
     path = save(net.state_dict(), tmp_path / 'vgg16_bn.pth')
-    assert_same_logits(net, models.VGG16BN(width=TINY / 2, num_classes=10), path, tmp_path,
-                       size=96)
+    torch_parity(net, models.VGG16BN(width=TINY / 2, num_classes=10), path, size=96)
 
 
 def test_reader_rebuilds_strided_tensors_and_dtypes(tmp_path):

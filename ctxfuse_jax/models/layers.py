@@ -14,7 +14,7 @@ Feature names follow torchvision's module names, with '_' before an index and '/
 
 from collections.abc import Callable, Mapping, Sequence
 import functools
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from flax import traverse_util
 import flax.linen as nn
@@ -28,6 +28,18 @@ Array = jax.Array
 ModuleDef = Any
 Dtype = Any
 Stage = tuple[str, Callable[[Array], Array]]
+
+
+class Footprint(NamedTuple):
+    """How a sliding layer (a conv, a pool) reads its input along each axis: a square `kernel`,
+    `stride` and zero `padding` before the first position. All `receptive_field` needs."""
+
+    kernel: int
+    stride: int = 1
+    padding: int = 0
+
+
+StageFootprints = list[tuple[str, tuple[Footprint, ...]]]
 
 INTERMEDIATES = 'intermediates'
 PERTURBATIONS = 'perturbations'
@@ -152,8 +164,7 @@ class Backbone(nn.Module):
         if self.num_classes is None:
             return x
         # Float32 logits whatever the compute dtype: losses, softmax and metrics then never see bf16.
-        return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype,
-                        name=self.head_name)(x).astype(jnp.float32)
+        return self.dense_def()(self.num_classes, name=self.head_name)(x).astype(jnp.float32)
 
     def channels(self, base: int) -> int:
         """`base` channels of the full-width network, scaled by `width` (`scaled_channels`)."""
@@ -163,6 +174,23 @@ class Backbone(nn.Module):
         """The pluggable convolution, configured like torchvision's."""
         return functools.partial(self.conv, use_bias=use_bias, kernel_init=CONV_INIT,
                                  dtype=self.dtype, param_dtype=self.param_dtype)
+
+    def dense_def(self) -> ModuleDef:
+        """nn.Dense in the compute and parameter dtypes."""
+        return functools.partial(nn.Dense, dtype=self.dtype, param_dtype=self.param_dtype)
+
+    def stage_footprints(self) -> StageFootprints:
+        """(stage name, its sliding layers in order) for the leading stages whose outputs are maps
+        of fixed geometry, for `receptive_field.receptive_field`: the list ends before the first
+        stage whose geometry follows the input size (adaptive pooling, dense layers). Layers off
+        the longest path (a residual shortcut, inside its branch's window) are left out. Empty
+        where a model does not describe its geometry."""
+        return []
+
+    def flattened_inputs(self) -> dict[str, tuple[int, int]]:
+        """Dense layers reading a (rows, cols, channels) map flattened, by module name, with its
+        (rows, cols). Flattened here in HWC order, by torch in CHW: the converter permutes them."""
+        return {}
 
     def norm_def(self, train: bool) -> ModuleDef:
         """BatchNorm as in torch (momentum 0.1 there is 0.9 here); running stats unless training."""

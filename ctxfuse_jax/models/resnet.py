@@ -12,7 +12,8 @@ from typing import ClassVar
 import flax.linen as nn
 import jax.numpy as jnp
 
-from ctxfuse_jax.models.layers import OUT, Array, Backbone, ModuleDef, Stage, tap
+from ctxfuse_jax.models.layers import (OUT, Array, Backbone, Footprint, ModuleDef, Stage,
+                                       StageFootprints, tap)
 from ctxfuse_jax.models.registry import register_model
 from ctxfuse_jax.ops.pool import max_pool
 
@@ -28,6 +29,11 @@ class Block(nn.Module):
     expansion: ClassVar[int]
 
     def residual(self, x: Array) -> Array:
+        raise NotImplementedError
+
+    @classmethod
+    def footprints(cls, strides: int) -> tuple[Footprint, ...]:
+        """The geometry of `residual`'s convs, in order (the shortcut reads inside their window)."""
         raise NotImplementedError
 
     @nn.compact
@@ -51,6 +57,10 @@ class BasicBlock(Block):
         x = self.conv(self.features, (3, 3), padding=1, name='conv2')(x)
         return self.norm(name='bn2')(x)
 
+    @classmethod
+    def footprints(cls, strides: int) -> tuple[Footprint, ...]:
+        return Footprint(3, strides, 1), Footprint(3, 1, 1)
+
 
 class Bottleneck(Block):
     """1x1 reduce, strided 3x3, 1x1 expand by 4 (ResNet50+)."""
@@ -64,6 +74,10 @@ class Bottleneck(Block):
         x = nn.relu(self.norm(name='bn2')(x))
         x = self.conv(self.features * self.expansion, (1, 1), padding=0, name='conv3')(x)
         return self.norm(name='bn3')(x)
+
+    @classmethod
+    def footprints(cls, strides: int) -> tuple[Footprint, ...]:
+        return Footprint(1), Footprint(3, strides, 1), Footprint(1)
 
 
 class ResNet(Backbone):
@@ -83,6 +97,13 @@ class ResNet(Backbone):
             ('avgpool', lambda x: jnp.mean(x, axis=(1, 2))),
         ]
 
+    def stage_footprints(self) -> StageFootprints:
+        stages = [('maxpool', (Footprint(7, 2, 3), Footprint(3, 2, 1)))]  # `stem`'s conv and pool
+        for i, blocks in enumerate(self.layers):
+            layers = [self.block.footprints(self.block_strides(i, j)) for j in range(blocks)]
+            stages.append((f'layer{i + 1}', sum(layers, ())))
+        return stages
+
     def stem(self, conv: ModuleDef, norm: ModuleDef, x: Array) -> Array:
         """7x7/2 conv, BN, ReLU, 3x3/2 max-pool; torch's explicit paddings (-inf for the pool)."""
         x = conv(self.channels(64), (7, 7), 2, padding=3, name='conv1')(x)
@@ -90,12 +111,16 @@ class ResNet(Backbone):
         return max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
 
     def stage(self, index: int, conv: ModuleDef, norm: ModuleDef, x: Array) -> Array:
-        """Stage `index`: its first block halves the resolution, except in layer1."""
+        """Stage `index`'s blocks."""
         for j in range(self.layers[index]):
-            strides = 2 if index > 0 and j == 0 else 1
-            x = self.block(self.channels(64 * 2**index), strides, conv, norm,
+            x = self.block(self.channels(64 * 2**index), self.block_strides(index, j), conv, norm,
                            name=f'layer{index + 1}_{j}')(x)
         return x
+
+    @staticmethod
+    def block_strides(index: int, block: int) -> int:
+        """Stage `index`'s first block halves the resolution, except in layer1."""
+        return 2 if index > 0 and block == 0 else 1
 
 
 ResNet18 = register_model('resnet18')(

@@ -20,9 +20,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ctxfuse_jax.models.layers import Array, Backbone, ModuleDef, Stage, adaptive_avg_pool, tap
+from ctxfuse_jax.models.layers import Array, Backbone, Stage, StageFootprints, adaptive_avg_pool, tap
 from ctxfuse_jax.models.registry import register_model
-from ctxfuse_jax.ops.pool import max_pool
+from ctxfuse_jax.models.sequential import Conv, Layer, MaxPool, feature_footprints, feature_stages
 
 POOL_SIZE = (7, 7)
 VGG16_LAYERS = (64, 64, 'M', 128, 128, 'M', 256, 256, 256, 'M',
@@ -40,39 +40,26 @@ class VGG(Backbone):
 
     head_name: ClassVar[str] = 'classifier_6'
 
+    def feature_layers(self) -> tuple[Layer, ...]:
+        """`layers` as convs (3x3, padding 1) and 2x2/2 max-pools."""
+        return tuple(MaxPool() if layer == 'M' else Conv(layer) for layer in self.layers)
+
     def stages(self, train: bool) -> list[Stage]:
-        conv = self.conv_def(use_bias=True)
         norm = self.norm_def(train) if self.batch_norm else None
-        stages, convs, index = [], [], 0
-        for layer in self.layers:
-            if layer == 'M':
-                stages.append((f'features_{index}',
-                               functools.partial(self.conv_block, tuple(convs), conv, norm)))
-                convs, index = [], index + 1
-            else:
-                convs.append((index, self.channels(layer)))
-                index += 3 if self.batch_norm else 2
-        if self.fully_convolutional:
-            return [*stages,
-                    ('classifier_2', functools.partial(self.fully_connected, 0, train)),
-                    ('classifier_5', functools.partial(self.fully_connected, 3, train))]
+        stages = feature_stages(self, self.feature_layers(), self.conv_def(use_bias=True), norm)
+        pool = [] if self.fully_convolutional else [
+            ('avgpool', functools.partial(adaptive_avg_pool, size=tuple(self.pool_size)))]
         return [
-            *stages,
-            ('avgpool', functools.partial(adaptive_avg_pool, size=tuple(self.pool_size))),
+            *stages, *pool,
             ('classifier_2', functools.partial(self.fully_connected, 0, train)),
             ('classifier_5', functools.partial(self.fully_connected, 3, train)),
         ]
 
-    def conv_block(self, convs: Sequence[tuple[int, int]], conv: ModuleDef,
-                   norm: ModuleDef | None, x: Array) -> Array:
-        """3x3 convs (each at torch index i, then BN, then ReLU), then a 2x2/2 max-pool."""
-        for index, channels in convs:
-            x = conv(channels, (3, 3), padding=1, name=f'features_{index}')(x)
-            if norm is not None:
-                x = norm(name=f'features_{index + 1}')(x)
-            relu = index + (1 if norm is None else 2)
-            x = tap(self, f'features_{relu}', nn.relu(x))
-        return max_pool(x, (2, 2), (2, 2))
+    def stage_footprints(self) -> StageFootprints:
+        return feature_footprints(self.feature_layers(), self.batch_norm)
+
+    def flattened_inputs(self) -> dict[str, tuple[int, int]]:
+        return {'classifier_0': tuple(self.pool_size)}
 
     def fully_connected(self, index: int, train: bool, x: Array) -> Array:
         """Linear (torch index `index`), ReLU, dropout; flattens the pooled map in HWC order, or
@@ -82,8 +69,7 @@ class VGG(Backbone):
                             param_dtype=self.param_dtype, name=f'classifier_{index}')(x)
         else:
             x = x if self.fully_convolutional else x.reshape(x.shape[0], -1)
-            x = nn.Dense(self.channels(4096), dtype=self.dtype, param_dtype=self.param_dtype,
-                         name=f'classifier_{index}')(x)
+            x = self.dense_def()(self.channels(4096), name=f'classifier_{index}')(x)
         x = tap(self, f'classifier_{index + 1}', nn.relu(x))
         return nn.Dropout(self.dropout_rate, deterministic=not train)(x)
 

@@ -4,8 +4,9 @@ The zoo names modules like torchvision, so keys map mechanically: an index joins
 with '_' and nesting becomes '/' ('layer1.0.downsample.1' -> 'layer1_0/downsample_1'); conv
 weights OIHW -> HWIO, linear weights transpose, BN weight/bias/running_mean/running_var ->
 params scale/bias and batch_stats mean/var; num_batches_tracked is dropped. The one layout
-change that is not per tensor: VGG's classifier.0 reads the pooled map flattened as CHW, the
-Flax model flattens HWC, so its input rows are permuted.
+change that is not per tensor: a linear layer reading a flattened map (VGG's classifier.0,
+AlexNet's classifier.1: the model's `flattened_inputs`) reads it as CHW in torch, HWC in Flax,
+so its input rows are permuted.
 
 Kept apart from `convert`, the CLI, so that importing the package never imports the module
 `python -m ctxfuse_jax.weights.convert` runs (runpy warns when it finds it already imported).
@@ -17,7 +18,7 @@ import re
 import numpy as np
 
 from ctxfuse_jax.errors import WeightsError
-from ctxfuse_jax.models import VGG, Backbone, vgg
+from ctxfuse_jax.models import Backbone
 from ctxfuse_jax.models.variables import (SEP, check_structure, flatten, module_path,
                                          variable_shapes)
 
@@ -50,7 +51,7 @@ def convert_state_dict(state_dict: Mapping[str, np.ndarray],
 
     Raises WeightsError naming the torch keys that are missing, unexpected or misshapen.
     """
-    chw_inputs = {'classifier_0': vgg.POOL_SIZE} if isinstance(model, VGG) else {}
+    chw_inputs = model.flattened_inputs()
     not_module_keys = [key for key in state_dict if '.' not in key.strip('.')]
     if not_module_keys:
         raise WeightsError(f'the state dict does not fit {type(model).__name__}: '

@@ -24,6 +24,7 @@ SOURCES = {
     'resnet50': 'https://download.pytorch.org/models/resnet50-0676ba61.pth',
     'vgg16': 'https://download.pytorch.org/models/vgg16-397923af.pth',
     'vgg16_bn': 'https://download.pytorch.org/models/vgg16_bn-6c64b313.pth',
+    'alexnet': 'https://download.pytorch.org/models/alexnet-owt-7be5be79.pth',
     'resnet18 (Places365)':
         'http://places2.csail.mit.edu/models_places365/resnet18_places365.pth.tar',
 }
