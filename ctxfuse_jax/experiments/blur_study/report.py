@@ -34,6 +34,12 @@ PAPER_TABLE6 = {"sharp": (70.0, 55.5, 68.2, 54.2), "D2": (63.8, 47.0, 64.8, 50.2
                 "D6": (35.2, 21.8, 51.3, 37.3), "D8": (23.1, 13.2, 43.0, 30.5)}
 
 
+def paper_order(rows: Sequence[str]) -> list[str]:
+    """Test conditions in the paper's row order (sharp, defocus, motion, shake), then the rest as given."""
+    order = list(PAPER_TABLE1)
+    return sorted(rows, key=lambda row: order.index(row) if row in order else len(order))
+
+
 def verdict(holds: bool) -> str:
     return "**reproduced**" if holds else "**not reproduced**"
 
