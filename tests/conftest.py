@@ -25,6 +25,28 @@ def compilations():
     listening[0] = False
 
 
+@pytest.fixture(scope="session")
+def random_variables():
+    """`draw(model, seed=0, input_shape=(1, 224, 224, 3))`: variables of `model`'s shapes drawn with numpy
+    (`model.init` on XLA:CPU spends seconds compiling its random number generation), small enough that
+    activations stay tame; batch-norm variances in [0.5, 2], so running statistics matter."""
+    import numpy as np
+
+    from ctxfuse_jax.models import variable_shapes
+
+    def draw(model, seed: int = 0, input_shape: tuple[int, ...] = (1, 224, 224, 3)) -> dict:
+        rng = np.random.default_rng(seed)
+
+        def leaf(path, shape):
+            if path[-1].key == "var":
+                return rng.uniform(0.5, 2.0, shape.shape).astype(np.float32)
+            return (0.1 * rng.normal(size=shape.shape)).astype(np.float32)
+
+        return jax.tree_util.tree_map_with_path(leaf, variable_shapes(model, input_shape))
+
+    return draw
+
+
 @pytest.fixture
 def condition_steps(monkeypatch):
     """Every condition-scoring program the evaluator builds during the test, to count compilations."""

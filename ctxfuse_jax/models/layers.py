@@ -6,7 +6,11 @@ A *feature* is any tensor a model passes through `tap`. Tapping it once makes it
 (b) differentiable: pass `variables[PERTURBATIONS] = {name: zeros like the feature}` and the
     gradient w.r.t. those zeros is the gradient w.r.t. the feature (GradCAM);
 (c) a place to stop: a `Backbone` whose `stop_at` names one of its stages returns that stage's
-    output and never creates the layers after it.
+    output and never creates the layers after it;
+(d) a place to start: a `Backbone` whose `start_at` names one takes that stage's output as its
+    input and runs only the layers after it, so `clone(stop_at=S)` then `clone(start_at=S)` is
+    the whole model, each on its own part of the whole model's variables (seed 003's shared trunk
+    and branches; `models.branches`).
 
 Feature names follow torchvision's module names, with '_' before an index and '/' for nesting
 (`layer3`, `layer1_0/bn1`, `features_30`, `avgpool`), so a torch user finds them where expected.
@@ -123,7 +127,9 @@ class Backbone(nn.Module):
     counts are scaled by `width` (0.125 -> 8 base channels) for tiny CPU runs; `num_classes=None`
     returns the pooled pre-logits features; `stop_at` truncates after the stage of that name;
     `outputs` (stage names) returns those stages' outputs as a dict instead, stopping after the
-    last (hypercolumns, seed 001's per-layer activation maps).
+    last (hypercolumns, seed 001's per-layer activation maps); `start_at` takes the output of the
+    stage of that name instead of images (not normalised, only cast to `dtype`) and runs the
+    stages after it, then the head: the branch on a trunk truncated there.
     Layers compute in `dtype` (bfloat16 for mixed precision) on `param_dtype` parameters.
     """
 
@@ -131,6 +137,7 @@ class Backbone(nn.Module):
     width: float = 1.0
     stop_at: str | None = None
     outputs: tuple[str, ...] = ()
+    start_at: str | None = None
     mean: Sequence[float] = IMAGENET_MEAN
     std: Sequence[float] = IMAGENET_STD
     conv: ModuleDef = conv_module('auto')  # XLA's convolution, reformulated when compiled for CPU.
@@ -146,14 +153,10 @@ class Backbone(nn.Module):
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> Array:
         stages = self.stages(train)
-        names = [name for name, _ in stages]
-        for wanted in (*([self.stop_at] if self.stop_at is not None else []), *self.outputs):
-            if wanted not in names:
-                raise ValueError(f'{type(self).__name__} cannot stop at {wanted!r}; '
-                                 f'its stages are {names}')
-        x = normalize(x, self.mean, self.std, self.dtype)
+        first = self.first_stage([name for name, _ in stages])
+        x = normalize(x, self.mean, self.std, self.dtype) if self.start_at is None else x.astype(self.dtype)
         collected = {}
-        for name, stage in stages:
+        for name, stage in stages[first:]:
             x = tap(self, name, stage(x))
             if name in self.outputs:
                 collected[name] = x
@@ -165,6 +168,23 @@ class Backbone(nn.Module):
             return x
         # Float32 logits whatever the compute dtype: losses, softmax and metrics then never see bf16.
         return self.dense_def()(self.num_classes, name=self.head_name)(x).astype(jnp.float32)
+
+    def first_stage(self, names: Sequence[str]) -> int:
+        """The index in `names` (the stages) of the first stage to run: 0, or the one after
+        `start_at`. Raises ValueError listing the stages if `start_at`, `stop_at` or `outputs`
+        names none of them, or if one to stop at does not come after `start_at`."""
+        names = list(names)
+        model = type(self).__name__
+        for verb, wanted in (('start', self.start_at), ('stop', self.stop_at),
+                             *(('stop', name) for name in self.outputs)):
+            if wanted is not None and wanted not in names:
+                raise ValueError(f'{model} cannot {verb} at {wanted!r}; its stages are {names}')
+        first = 0 if self.start_at is None else names.index(self.start_at) + 1
+        for wanted in (self.stop_at, *self.outputs):
+            if wanted is not None and names.index(wanted) < first:
+                raise ValueError(f'{model} starting at {self.start_at!r} cannot stop at {wanted!r}, '
+                                 f'which comes before; the stages after it are {names[first:]}')
+        return first
 
     def channels(self, base: int) -> int:
         """`base` channels of the full-width network, scaled by `width` (`scaled_channels`)."""

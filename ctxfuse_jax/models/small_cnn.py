@@ -52,7 +52,10 @@ class SmallCNN(Backbone):
         return authors_levels(self.size)
 
     def __call__(self, x: Array, train: bool = False) -> Array:
-        """Backbone's call, refusing images of another size and a mean or std that does not fit their channels."""
+        """Backbone's call, refusing images of another size and a mean or std that does not fit their channels
+        (neither applies to a branch's input, a stage's output: `start_at`)."""
+        if self.start_at is not None:
+            return super().__call__(x, train)
         if x.shape[1:3] != (self.size, self.size):
             raise ValueError(f'SmallCNN(size={self.size}) got {x.shape[1]}x{x.shape[2]} images; build it with '
                              f'the images\' side, from which the authors\' rule gives its number of blocks')

@@ -2,6 +2,8 @@
 
 Variables are compared as flat dicts keyed 'collection/module/.../leaf'
 (e.g. 'params/layer1_0/conv1/kernel', 'batch_stats/bn1/mean').
+`input_shape` is always the images' shape, also for a Backbone that starts at a stage (a branch):
+it is then traced on what the stages before it make of such images.
 """
 
 from collections.abc import Callable, Mapping
@@ -11,6 +13,8 @@ from flax import traverse_util
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from ctxfuse_jax.models.layers import Backbone
 
 SEP = '/'
 _SHOWN = 8  # keys listed per kind of problem before "(+N more)"
@@ -33,9 +37,21 @@ def module_path(key: str) -> str:
 
 def variable_shapes(model: nn.Module,
                     input_shape: tuple[int, ...] = (1, 224, 224, 3)) -> dict[str, Any]:
-    """The variables `model.init` would make, as ShapeDtypeStructs: traced, nothing computed."""
+    """The variables `model.init` would make on `input_shape` images, as ShapeDtypeStructs: traced,
+    nothing computed."""
+    return jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False),
+                          model_input(model, input_shape))
+
+
+def model_input(model: nn.Module, input_shape: tuple[int, ...]) -> jax.ShapeDtypeStruct:
+    """What `model` takes for `input_shape` images: the images, or for a Backbone that starts at a
+    stage, that stage's output (the part before it traced, nothing computed)."""
     image = jax.ShapeDtypeStruct(input_shape, jnp.float32)
-    return jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), image)
+    if not isinstance(model, Backbone) or model.start_at is None:
+        return image
+    model.first_stage([name for name, _ in model.stages(train=False)])  # an unknown start_at said as such
+    trunk = model.clone(start_at=None, stop_at=model.start_at, outputs=())
+    return jax.eval_shape(lambda x: trunk.init_with_output(jax.random.key(0), x, train=False)[0], image)
 
 
 def check_structure(found: Mapping[str, Any], expected: Mapping[str, Any], what: str, *,
@@ -67,8 +83,8 @@ def _listing(items: list[str]) -> str:
 
 def restrict_variables(variables: Mapping[str, Any], model: nn.Module,
                        input_shape: tuple[int, ...] = (1, 224, 224, 3)) -> dict[str, Any]:
-    """The part of a bigger model's `variables` that `model` (e.g. truncated by stop_at) uses, traced on
-    `input_shape` inputs."""
+    """The part of a bigger model's `variables` that `model` (e.g. truncated by stop_at, or started
+    at a stage) uses, traced on `input_shape` images."""
     flat = flatten(variables)
     expected = flatten(variable_shapes(model, input_shape))
     check_structure(flat, expected, f'variables do not fit {type(model).__name__}',

@@ -101,14 +101,15 @@ def load_pretrained(path: str | os.PathLike, model: Backbone, *, drop_head: bool
                     into: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """{'params', 'batch_stats'} for `model` from a converted file, checked key by key.
 
-    The file must fit the full model; a model truncated by `stop_at` takes the part it uses.
+    The file must fit the full model; a model truncated by `stop_at` or `outputs`, or started at a
+    stage (`start_at`: a branch on a shared trunk), takes the part it uses.
     `drop_head=True` ignores the classifier head on both sides (ImageNet weights for a model
     with another `num_classes`, or none); the model's own head then comes from `into`, e.g. a
     fresh `model.init`, whose entries the file's replace. Arrays stay on the host (numpy):
     the caller places them as its sharding says.
     """
     variables, meta = read_weights(path)
-    expected = flatten(variable_shapes(model.clone(stop_at=None)))
+    expected = flatten(variable_shapes(model.clone(stop_at=None, outputs=(), start_at=None)))
     needed = flatten(variable_shapes(model))
     if drop_head:
         variables, expected = (
