@@ -25,6 +25,7 @@ setup(
         "matplotlib>=3.8",
         "scikit-image>=0.22",
         "scikit-learn>=1.3",
+        "filelock>=3",  # JAX's compilation cache locks with it (runtime.use_compilation_cache)
     ],
     extras_require={
         "cuda": ["jax[cuda12]"],

@@ -16,6 +16,9 @@ from ctxfuse_jax import host_memory
 # stage builds its own train step, and the stages of an experiment (five classifiers of one
 # architecture, the seeds of a run, the next invocation) would otherwise compile the same one again.
 COMPILATION_CACHE_ENV = "CTXFUSE_COMPILATION_CACHE"  # a directory; '' turns the cache off
+# A size bound turns on JAX's file lock (and least-recently-used eviction): without it, two processes
+# sharing the directory (two runs at once, parallel test workers) can read a program half written.
+COMPILATION_CACHE_MAX_BYTES = 4 << 30
 
 
 def compilation_cache_dir() -> str:
@@ -29,6 +32,7 @@ def use_compilation_cache() -> None:
     if directory:
         jax.config.update("jax_compilation_cache_dir", directory)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+        jax.config.update("jax_compilation_cache_max_size", COMPILATION_CACHE_MAX_BYTES)
 
 
 def setup(distributed: bool, tune_host_memory: bool = True) -> None:

@@ -10,6 +10,20 @@ import jax  # noqa: E402 - after the environment above
 import pytest  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compilation_cache(tmp_path_factory, worker_id):
+    """The on-disk compilation cache that runs have (`runtime.use_compilation_cache`), fresh for each
+    session and shared by its workers: the stages of a smoke run, and tests building the same model,
+    reuse one program instead of compiling it again."""
+    from ctxfuse_jax import runtime
+
+    session_dir = tmp_path_factory.getbasetemp()
+    if worker_id != "master":  # each xdist worker has its own basetemp inside the session's
+        session_dir = session_dir.parent
+    os.environ[runtime.COMPILATION_CACHE_ENV] = str(session_dir / "xla_cache")
+    runtime.use_compilation_cache()
+
+
 @pytest.fixture(scope="module")
 def compilations():
     """The XLA compilations since the fixture started, as jax's monitoring reports them."""
