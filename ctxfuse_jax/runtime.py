@@ -18,11 +18,13 @@ from ctxfuse_jax import host_memory
 COMPILATION_CACHE_ENV = "CTXFUSE_COMPILATION_CACHE"  # a directory; '' turns the cache off
 # A size bound turns on JAX's file lock (and least-recently-used eviction): without it, two processes
 # sharing the directory (two runs at once, parallel test workers) can read a program half written.
+# The bounded cache keeps an access time beside each program and cannot write into a directory the
+# unbounded one filled (it finds programs without one), hence a directory of its own: 'programs'.
 COMPILATION_CACHE_MAX_BYTES = 4 << 30
 
 
 def compilation_cache_dir() -> str:
-    default = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ctxfuse_jax", "xla")
+    default = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ctxfuse_jax", "programs")
     return os.environ.get(COMPILATION_CACHE_ENV, default)
 
 
