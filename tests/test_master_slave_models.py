@@ -19,7 +19,7 @@ from ctxfuse_jax.evaluate.conditions import Family
 from ctxfuse_jax.evaluate.evaluator import make_condition_step
 from ctxfuse_jax.experiments.master_slave import decisions
 from ctxfuse_jax.models.quality_net import MIN_IMAGE_SIZE
-from ctxfuse_jax.models.variables import flatten, unflatten
+from ctxfuse_jax.models.variables import flatten, restrict_variables, unflatten
 from ctxfuse_jax.ops.conv import conv_module
 from ctxfuse_jax.train.state import Player, PlayerSpec, count_params
 from ctxfuse_jax.weights import load_pretrained, save_weights
@@ -157,6 +157,21 @@ def test_trunk_then_branch_trains_like_the_whole_model(random_variables):
     assert halves.keys() == flatten(state).keys()
     for key, value in flatten(state).items():
         np.testing.assert_allclose(halves[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_pieces_cut_at_several_stages_run_in_turn_are_the_whole_model(random_variables):
+    """Given out of order and with a repeat: cut in the model's order, each output the truncated model's."""
+    model = models.VGG16BN(width=TINY, num_classes=10)
+    variables = random_variables(model, input_shape=(1, 32, 32, 3))
+    x = images(32)
+    pieces = models.cut_at(model, ['classifier_2', 'features_33', 'avgpool', 'features_33'])
+    assert [stage for stage, _ in pieces] == ['features_33', 'avgpool', 'classifier_2', '']
+    for stage, piece in pieces:
+        x = piece.apply(restrict_variables(variables, piece, (1, 32, 32, 3)), x)
+        whole = model.clone(stop_at=stage, outputs=()) if stage else model
+        np.testing.assert_allclose(x, whole.apply(variables, images(32)), rtol=1e-5, atol=1e-6, err_msg=stage)
+    with pytest.raises(ValueError, match="cannot start at 'features_22'"):
+        models.cut_at(model, ['features_22'])
 
 
 def test_unknown_or_misplaced_start_lists_the_stages():

@@ -3,7 +3,7 @@ background generators; seed 003's quality predictor and trunk/branch split."""
 
 from ctxfuse_jax.models import alexnet, generators, hypercolumn, quality_net, resnet, small_cnn, unet, vgg  # noqa: F401  (registers the models)
 from ctxfuse_jax.models.alexnet import AlexNet
-from ctxfuse_jax.models.branches import Split, split_at
+from ctxfuse_jax.models.branches import Split, cut_at, split_at
 from ctxfuse_jax.models.generators import BackgroundGenerator
 from ctxfuse_jax.models.layers import INTERMEDIATES, PERTURBATIONS, Backbone, WidthError, features, tap
 from ctxfuse_jax.models.precision import compute_dtype

@@ -13,7 +13,7 @@ The trunk is then conv1_1..conv4_3 with four pools (10 convs), each branch conv5
 pool5, fc6, fc7 and the head.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 import dataclasses
 from typing import Any
 
@@ -55,3 +55,18 @@ def split_at(model: Backbone, stage: str, input_shape: tuple[int, ...] = (1, 224
     for half in (branch, trunk):  # the branch first: an unknown `stage` is one it cannot start at
         half.first_stage(names)
     return Split(trunk, branch, stage, tuple(input_shape))
+
+
+def cut_at(model: Backbone, stages: Sequence[str]) -> tuple[tuple[str, Backbone], ...]:
+    """`model` cut after each of `stages` (any order; the model's order is used): ((stage, piece),
+    ..., ('', tail)), each piece running from the previous cut to its stage, so running them in turn
+    is the whole model and every intermediate output is at hand. Where several models share the
+    layers before a cut (seed 003's baselines fine-tune only the layers after one), those layers run
+    once for all of them. Raises the model's ValueError for a stage it does not have."""
+    names = [name for name, _ in model.stages(train=False)]
+    for stage in stages:
+        model.clone(start_at=stage).first_stage(names)
+    ordered = sorted(set(stages), key=names.index)
+    starts = [model.start_at, *ordered]
+    pieces = [(stop, model.clone(start_at=start, stop_at=stop, outputs=())) for start, stop in zip(starts, ordered)]
+    return (*pieces, ("", model.clone(start_at=starts[-1])))
