@@ -5,8 +5,10 @@ from matplotlib.container import BarContainer
 import numpy as np
 import pytest
 
-from ctxfuse_jax.report import (bar_chart, gradcam_figure, image_grid, pca_figure, progress_figure,
-                                severity_figure)
+from matplotlib.patches import Rectangle
+
+from ctxfuse_jax.report import (bar_chart, curves_figure, gradcam_figure, image_grid, matrix_figure, pca_figure,
+                                progress_figure, receptive_field_figure, severity_figure)
 
 RNG = np.random.default_rng(0)
 
@@ -112,6 +114,34 @@ def test_progress_figure(tmp_path):
     np.testing.assert_allclose(first.get_xydata(), np.stack(points['Only-BG-B'], 1))  # in order
 
 
+def test_curves_figure_labels_each_panels_x(tmp_path):
+    figure = curves_figure({'JPEG': {'VGG-16': ([90, 10], [0.8, 0.3])}, 'noise': {'VGG-16': ([0.1, 0.5], [0.7, 0.2])}},
+                           xlabel={'JPEG': 'quality', 'noise': 'std'}, path=tmp_path / 'curves.png')
+    assert [ax.get_xlabel() for ax in figure.axes] == ['quality', 'std']
+    np.testing.assert_allclose(figure.axes[1].get_lines()[0].get_xydata(), [[0.1, 0.7], [0.5, 0.2]])
+    assert read_png(tmp_path / 'curves.png').shape[:2] == (380, 800)  # 2 panels of 4 x 3 in, legend 0.8 in
+
+
+def test_matrix_figure_writes_each_count_and_colours_by_row_share(tmp_path):
+    counts = np.array([[8, 2, 0], [1, 1, 0], [0, 0, 5]])
+    figure = matrix_figure(counts, ['clean', 'jpeg', 'jp2'], ['clean', 'jpeg', 'jp2'], path=tmp_path / 'm.png')
+    ax = figure.axes[0]
+    assert [t.get_text() for t in ax.texts] == ['8', '2', '0', '1', '1', '0', '0', '0', '5']
+    np.testing.assert_allclose(ax.images[0].get_array(), [[0.8, 0.2, 0], [0.5, 0.5, 0], [0, 0, 1]])
+    assert read_png(tmp_path / 'm.png').shape[:2] == (450, 450)  # 1.8 + 3 x 0.9 inches each way
+
+
+def test_receptive_field_figure_draws_each_field_over_the_blocks(tmp_path):
+    figure = receptive_field_figure({'AlexNet': 19, 'VGG-16': 6}, 8, path=tmp_path / 'rf.png')
+    for ax, size in zip(figure.axes, (19, 6)):
+        block, field = [p for p in ax.patches if isinstance(p, Rectangle)]
+        assert (block.get_width(), field.get_width()) == (8, size)
+        assert ax.get_xlim() == (0, 24)  # three blocks: enough for a 19-px field centred on one
+        assert field.get_x() + size / 2 == 12
+    assert [ax.get_title() for ax in figure.axes] == ['AlexNet: 19 px = 2.4 blocks', 'VGG-16: 6 px = 0.75 blocks']
+    assert read_png(tmp_path / 'rf.png').shape[:2] == (340, 600)
+
+
 def test_figures_return_without_writing():
     figure = severity_figure([1, 2], {'blur': {'All': {'FG': [0.5, 0.4]}}})
     assert len(figure.axes) == 1
@@ -148,6 +178,11 @@ def test_figures_return_without_writing():
     (lambda: bar_chart({'Original': {'FG': np.zeros((2, 3))}}),
      r"values\['Original'\]\['FG'\] has shape \(2, 3\); needs \(seeds,\)"),
     (lambda: progress_figure({}), 'points is empty; give at least one variant'),
+    (lambda: curves_figure({'JPEG': {'a': ([1], [0.5])}}, xlabel={'noise': 'std'}),
+     r"xlabel has no label for panels \['JPEG'\]"),
+    (lambda: matrix_figure(np.zeros((2, 3)), ['a', 'b'], ['a', 'b']),
+     r'matrix has shape \(2, 3\); the labels need \(2, 2\)'),
+    (lambda: receptive_field_figure({'AlexNet': 0}, 8), 'must be positive'),
     (lambda: progress_figure({'Mixed-Rand': np.zeros(3)}),
      r"points\['Mixed-Rand'\] must be an \(x, y\) pair"),
     (lambda: progress_figure({'Mixed-Rand': (np.zeros(3), np.zeros(2))}),

@@ -3,7 +3,9 @@
 Seed 000: Grad-CAM overlays, feature PCA, accuracy vs. severity. Seed 004 (ImageNet-9
 backgrounds, Xiao et al. 2021): image grids (an image under every variant, the most fooling
 backgrounds per class), grouped bars of accuracy per variant and model, and benchmark progress
-(variant vs. original accuracy). Grad-CAM overlays of seed 004 reuse `gradcam_figure`.
+(variant vs. original accuracy). Grad-CAM overlays of seed 004 reuse `gradcam_figure`. Seeds
+001-003: accuracy curves per panel; seed 003: a confusion matrix and receptive fields drawn over
+compression units.
 
 Inputs are arrays and dicts, not models or experiment state, so the figures can be redrawn from
 saved results. Each function returns a `matplotlib.figure.Figure` (shown inline in notebooks; no
@@ -17,6 +19,7 @@ import string
 
 import matplotlib
 import matplotlib.colors as mcolors
+import matplotlib.patches
 from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -31,6 +34,9 @@ BAR_MARGIN = 1.0  # inches of bar_chart width for the y axis
 BAR_GROUP = 1.5  # inches of bar_chart width per group: 8 bars of 0.15 in
 BAR_HEIGHT = 3.5  # inches of bar_chart axes, without the legend
 PROGRESS_PANEL = 4.5  # inches of the square progress_figure axes, without the legend
+MATRIX_CELL = 0.9  # inches per matrix_figure cell
+MATRIX_MARGIN = 1.8  # inches of matrix_figure for labels and the colour bar
+RF_PANEL = 3.0  # inches per receptive_field_figure panel
 LEGEND_HEIGHT = 0.8  # inches below the panels for a figure legend
 LEGEND_TITLE = 0.25  # of which for the legend's title: bar_chart and progress_figure have none
 LEGEND_ROW = 0.2  # inches more per extra row of legend entries
@@ -324,17 +330,24 @@ def progress_figure(points: Mapping[str, tuple[np.ndarray, np.ndarray]],
 
 
 def curves_figure(panels: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float]]]],
-                  xlabel: str = 'epoch', ylabel: str = 'value', path: str | os.PathLike | None = None) -> Figure:
-    """A panel per title, a line per name through its (x, y) points: metrics over training (seed 002).
+                  xlabel: str | Mapping[str, str] = 'epoch', ylabel: str = 'value',
+                  path: str | os.PathLike | None = None) -> Figure:
+    """A panel per title, a line per name through its (x, y) points: metrics over training (seed 002),
+    accuracy against a degradation's quality (seeds 001, 003).
 
     `panels[title][name]` is (x, y) of equal lengths, e.g. the mask IoU of phase 2 per epoch, or
-    each phase-3 method's accuracy on the object alone. Panels share the y axis [0, 1].
+    each phase-3 method's accuracy on the object alone. Panels share the y axis [0, 1]; `xlabel`
+    is every panel's, or one per title where panels have different x (JPEG quality, blur sigma).
     """
     _require(bool(panels), 'panels is empty; give at least one panel')
     names = list(dict.fromkeys(name for lines in panels.values() for name in lines))
     _require(bool(names), 'every panel is empty; give at least one line')
+    _require(isinstance(xlabel, str) or set(xlabel) >= set(panels),
+             f'xlabel has no label for panels {sorted(set(panels) - set(xlabel or ()))}')
     colours = dict(zip(names, _colours(len(names))))
-    fig = _figure(len(panels) * SEVERITY_PANEL[0], SEVERITY_PANEL[1] + LEGEND_HEIGHT)
+    width = len(panels) * SEVERITY_PANEL[0]
+    ncols = _legend_columns(len(names), width)
+    fig = _figure(width, SEVERITY_PANEL[1] + _legend_height(len(names), ncols, title=True))
     axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
     for ax, letter, (title, lines) in zip(axes, string.ascii_lowercase, panels.items()):
         for name, (x, y) in lines.items():
@@ -342,12 +355,60 @@ def curves_figure(panels: Mapping[str, Mapping[str, tuple[Sequence[float], Seque
                      f'panels[{title!r}][{name!r}] has {len(x)} x and {len(y)} y values; needs equal, non-zero')
             ax.plot(x, y, marker='o', markersize=3, color=colours[name])
         ax.set_title(f'({letter}) {title}')
-        ax.set_xlabel(xlabel)
+        ax.set_xlabel(xlabel if isinstance(xlabel, str) else xlabel[title])
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(ylabel)
     handles = [Line2D([], [], color=colours[n], marker='o', label=n) for n in names]
-    fig.legend(handles=handles, loc='outside lower center', ncols=min(len(handles), 4), frameon=False)
+    fig.legend(handles=handles, loc='outside lower center', ncols=ncols, frameon=False)
+    return _saved(fig, path)
+
+
+def matrix_figure(matrix: np.ndarray, row_labels: Sequence[str], column_labels: Sequence[str],
+                  xlabel: str = 'predicted', ylabel: str = 'true', path: str | os.PathLike | None = None) -> Figure:
+    """A matrix of counts as a heat map, each cell's count written in it: a confusion matrix (seed
+    003's master over its quality bins). Rows are coloured by their share of the row's total, so a
+    small class's mistakes show as clearly as a large one's."""
+    counts = np.asarray(matrix)
+    _require(counts.ndim == 2 and counts.shape == (len(row_labels), len(column_labels)),
+             f'matrix has shape {counts.shape}; the labels need ({len(row_labels)}, {len(column_labels)})')
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    fig = _figure(MATRIX_MARGIN + MATRIX_CELL * counts.shape[1], MATRIX_MARGIN + MATRIX_CELL * counts.shape[0])
+    ax = fig.subplots()
+    image = ax.imshow(shares, cmap='Blues', vmin=0, vmax=1)
+    for (r, c), count in np.ndenumerate(counts):
+        ax.text(c, r, f'{count:g}', ha='center', va='center', color='white' if shares[r, c] > 0.5 else 'black')
+    ax.set_xticks(range(len(column_labels)), column_labels, rotation=30, ha='right')
+    ax.set_yticks(range(len(row_labels)), row_labels)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    fig.colorbar(image, ax=ax, label='share of the row')
+    return _saved(fig, path)
+
+
+def receptive_field_figure(fields: Mapping[str, int], block: int, path: str | os.PathLike | None = None) -> Figure:
+    """Each model's receptive field (a square of `fields[name]` pixels) over a grid of `block`-pixel
+    compression units, centred on one unit: how many units a first-layer feature sees (seed 003's
+    Fig. 1c, JPEG's 8x8 blocks against AlexNet's and VGG-16's first pooling outputs)."""
+    _require(bool(fields), 'fields is empty; give at least one model')
+    _require(block > 0 and all(size > 0 for size in fields.values()),
+             f'block ({block}) and every field size ({dict(fields)}) must be positive')
+    extent = block * (2 * max(0, int(np.ceil((max(fields.values()) / block - 1) / 2))) + 1)  # odd, holds all
+    fig = _figure(len(fields) * RF_PANEL, RF_PANEL + 0.4)
+    for ax, (name, size) in zip(fig.subplots(1, len(fields), squeeze=False)[0], fields.items()):
+        for line in range(0, extent + 1, block):
+            ax.axhline(line, color='0.6', lw=0.8)
+            ax.axvline(line, color='0.6', lw=0.8)
+        centre = extent / 2
+        ax.add_patch(matplotlib.patches.Rectangle((centre - block / 2,) * 2, block, block, color='0.85', zorder=0))
+        ax.add_patch(matplotlib.patches.Rectangle((centre - size / 2,) * 2, size, size, fill=False, lw=2.5,
+                                                  color='tab:red'))
+        ax.set_xlim(0, extent)
+        ax.set_ylim(0, extent)
+        ax.set_aspect('equal')
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f'{name}: {size} px = {size / block:.2g} blocks')
     return _saved(fig, path)
 
 
