@@ -2,7 +2,7 @@
 
 The input rows run `data.degraded.train_dataset` (batch 64, 64 px photo crops, uint8 out): one row
 per degradation the experiment makes on the host (clean, Gaussian noise, Gaussian blur, JPEG,
-JPEG 2000, noise then JPEG) and one for the paper's mixture of branches (`degraded.GHOSH_BINS`).
+JPEG 2000, noise then JPEG) and one for the paper's mixture of branches (`quality_bins.GHOSH_BINS`).
 Each call opens a fresh iterator, pulls one batch (the pipeline's start-up, untimed), times
 `--batches` more and closes it, so that no prefetching runs between calls, where it would take the
 cores from the other workers and flatter its own row. The steps are the model the experiment trains
@@ -32,7 +32,7 @@ INPUT = "tf.data input"
 TRAIN, EVAL, FED = "train step, resident batch", "eval step, resident batch", "train step fed by the mixture"
 # Rows of the input table: (kind, quality low, high, noise before the codec). The paper's noise
 # and blur (`degrade.presets.GHOSH_NOISE`, `GHOSH_BLUR`: std 0.1, sigma 1 radius 4), its JPEG
-# branch's qualities and its JPEG 2000 branch's ratios (`degraded.jpeg2000_ratio`).
+# branch's qualities and its JPEG 2000 branch's ratios (`quality_bins.jpeg2000_ratio`).
 KINDS = {"clean": ("clean", 0, 0, 0.0), "noise (std 0.1)": ("noise", 0.1, 0.1, 0.0),
          "blur (sigma 1)": ("blur", 1.0, 1.0, 0.0), "JPEG 5-20": ("jpeg", 5, 20, 0.0),
          "JPEG 2000 10:1-50:1": ("jpeg2000", 10.0, 50.0, 0.0), "noise 0.1 + JPEG 5-20": ("jpeg", 5, 20, 0.1)}
@@ -62,12 +62,12 @@ def photo_split(count: int, size: int = SIZE):
 
 
 def _bins(name: str):
-    from ctxfuse_jax.data import degraded
+    from ctxfuse_jax.data import quality_bins
 
     if name == MIXTURE:
-        return degraded.GHOSH_BINS
+        return quality_bins.GHOSH_BINS
     kind, low, high, noise_std = KINDS[name]
-    return degraded.QualityBins((degraded.Bin(kind, low, high, noise_std=noise_std),))
+    return quality_bins.QualityBins((quality_bins.Bin(kind, low, high, noise_std=noise_std),))
 
 
 def input_pieces(batches: int, examples: int) -> harness.Step:

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from ctxfuse_jax import degrade
 from ctxfuse_jax.data import degraded, pipeline
-from ctxfuse_jax.data.degraded import Bin, QualityBins
+from ctxfuse_jax.data.quality_bins import Bin, QualityBins
 from ctxfuse_jax.degrade import compress
 
 BINS = QualityBins((Bin("clean"), Bin("jpeg", 5, 20), Bin("jpeg", 50, 90), Bin("jpeg2000", 10, 50)), (4, 3, 2, 1))
@@ -165,7 +165,7 @@ def test_test_sets_are_computed_once_and_chains_degrade_before_the_codec(split):
 @pytest.mark.parametrize("sigma", [0.0, 1.0, 2.3])
 def test_host_blur_matches_the_device_blur(sigma):
     images = np.random.default_rng(0).uniform(size=(2, 16, 20, 3)).astype(np.float32)
-    support = degraded.Bin("blur", 0, sigma).blur_support
+    support = Bin("blur", 0, sigma).blur_support
     host = np.stack([degraded._gaussian_blur(tf.constant(x), tf.constant(sigma), support).numpy() for x in images])
     np.testing.assert_allclose(host, np.asarray(degrade.gaussian_blur(jax.numpy.asarray(images), sigma)), atol=2e-6)
 
