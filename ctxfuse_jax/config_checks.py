@@ -27,6 +27,7 @@ import ml_collections
 
 from ctxfuse_jax.data import blur_sources
 from ctxfuse_jax.data import digits as digits_data
+from ctxfuse_jax.data import quality_bins
 from ctxfuse_jax.data.embedded import choices as embedded_choices
 from ctxfuse_jax.errors import ConfigError
 from ctxfuse_jax.degrade import backgrounds as degrade_backgrounds
@@ -908,10 +909,112 @@ def check_blur_study(config: Section) -> None:
         distinct_tuple(analysis, "analysis", name, f"models {models}", lambda m: m in models)
 
 
+def _check_quality_bin(config: Section, key: str) -> quality_bins.Bin:
+    """One bin (`data.quality_bins.Bin`'s fields), built so its own rules are checked."""
+    fields = {name: field(config, key, name) for name in ("kind", "low", "high")}
+    fields.update({name: config[name] for name in ("blur_sigma", "noise_std") if name in config})
+    unknown = sorted(set(config) - {"kind", "low", "high", "blur_sigma", "noise_std"})
+    if unknown:
+        fail(_dotted(key, unknown[0]), config[unknown[0]], "is not a field of a quality bin (kind, low, high, "
+                                                          "blur_sigma, noise_std)")
+    one_of(config, key, "kind", quality_bins.KINDS, "degradation kind")
+    try:
+        return quality_bins.Bin(**fields)
+    except (TypeError, ValueError) as error:
+        fail(key, config.to_dict(), str(error))
+
+
+def _stages_of(model: nn.Module) -> list[str]:
+    return [name for name, _ in model.stages(train=False)]
+
+
+def check_master_slave(config: Section) -> None:
+    """configs/master_slave.py: the base models, the bins, the master, the slave, the baselines and the sweeps."""
+    check_seeds(config)
+    check_compute_dtype(config)
+    check_loop(section(config, "", "loop"))
+    data = section(config, "", "data")
+    check_data(data, "data")
+    size = integer(data, "data", "image_size", 1)
+    examples = train_examples(data)
+    models = section(config, "", "models")
+    modules = {}
+    for name in models:
+        key = f"models.{name}"
+        entry = section(models, "models", name)
+        string(entry, key, "label")
+        string(entry, key, "weights")
+        model = section(entry, key, "model")
+        check_model(model, f"{key}.model", image_size=size, compute_dtype=config.compute_dtype)
+        check_train(section(entry, key, "train"), f"{key}.train", examples)
+        modules[name] = build_model(model.name, num_classes=2, **{k: v for k, v in model.items() if k != "name"})
+    labels = [models[name].label for name in models]
+    if len(set(labels)) != len(labels):
+        fail("models", labels, "each model needs its own label (they name the curves)")
+    bins_section = section(config, "", "bins")
+    bins = field(bins_section, "bins", "bins")
+    if not isinstance(bins, (list, tuple)) or len(bins) < 2:
+        fail("bins.bins", bins, "needs two or more quality bins, the first the clean one (the base model's branch)")
+    built = [_check_quality_bin(ml_collections.ConfigDict(dict(b)), f"bins.bins[{i}]") for i, b in enumerate(bins)]
+    if built[0] != quality_bins.Bin(quality_bins.CLEAN):
+        fail("bins.bins[0]", dict(bins[0]), "must be the clean bin: the slave's first branch is the base model")
+    if len(set(built)) != len(built):
+        fail("bins.bins", [dict(b) for b in bins], "has the same bin twice")
+    probabilities = field(bins_section, "bins", "probabilities")
+    if probabilities:
+        try:
+            quality_bins.QualityBins(tuple(built), tuple(probabilities))
+        except ValueError as error:
+            fail("bins.probabilities", probabilities, str(error))
+    master = section(config, "", "master")
+    check_model(section(master, "master", "model"), "master.model", image_size=size,
+                compute_dtype=config.compute_dtype)
+    check_train(section(master, "master", "train"), "master.train", examples)
+    slave = section(config, "", "slave")
+    base = one_of(slave, "slave", "base", tuple(models), "model of `models`")
+    stages = _stages_of(modules[base])
+    one_of(slave, "slave", "split", tuple(stages), f"stage of {models[base].model.name} to cut the trunk after")
+    check_train(section(slave, "slave", "train"), "slave.train", examples)
+    baselines = section(config, "", "baselines")
+    augmentation = section(baselines, "baselines", "augmentation")
+    splits = section(augmentation, "baselines.augmentation", "splits")
+    for name in splits:
+        one_of(splits, "baselines.augmentation.splits", name, tuple(stages),
+               f"stage of {models[base].model.name} after which the layers are fine-tuned")
+    check_train(section(augmentation, "baselines.augmentation", "train"), "baselines.augmentation.train", examples)
+    stability = section(baselines, "baselines", "stability")
+    number(stability, "baselines.stability", "alpha", 0.0, why="the weight of the stability term")
+    number(stability, "baselines.stability", "noise_std", 0.0, low_open=True, why="images in [0, 1]")
+    check_train(section(stability, "baselines.stability", "train"), "baselines.stability.train", examples)
+    masking = section(baselines, "baselines", "masking")
+    one_of(masking, "baselines.masking", "stage", tuple(stages), f"stage of {models[base].model.name} to mask")
+    number(masking, "baselines.masking", "fraction", 0.0, 1.0, low_open=True, high_open=True)
+    integer(masking, "baselines.masking", "images", 1)
+    evaluation = section(config, "", "eval")
+    integer(evaluation, "eval", "batch_size", 1)
+    integer(evaluation, "eval", "seed", 0, SEED_LIMIT - 1)
+    sweeps = section(evaluation, "eval", "sweeps")
+    if not sweeps:
+        fail("eval.sweeps", sweeps.to_dict(), "needs at least one sweep")
+    for name in sweeps:
+        key = f"eval.sweeps.{name}"
+        sweep = section(sweeps, "eval.sweeps", name)
+        kind = one_of(sweep, key, "kind", quality_bins.KINDS[1:], "degradation kind")
+        qualities = distinct_tuple(sweep, key, "qualities", "qualities", _is_number)
+        for quality in qualities:
+            extra = {k: sweep[k] for k in ("blur_sigma", "noise_std")}
+            _check_quality_bin(ml_collections.ConfigDict(dict(kind=kind, low=quality, high=quality, **extra)),
+                               f"{key} (quality {quality!r})")
+    table = section(evaluation, "eval", "table")
+    table_kind = one_of(table, "eval.table", "kind", quality_bins.KINDS[1:], "degradation kind")
+    _check_quality_bin(ml_collections.ConfigDict(dict(kind=table_kind, low=table.quality, high=table.quality)),
+                       "eval.table")
+
+
 # One per experiment of `experiments.registry.EXPERIMENTS` (a test keeps the two in step).
 EXPERIMENT_CHECKS: dict[str, Callable[[Section], None]] = {
     "bg_invariant": check_bg_invariant, "blur_study": check_blur_study, "fusion": check_fusion,
-    "in9": check_in9, "supervised": check_supervised}
+    "in9": check_in9, "master_slave": check_master_slave, "supervised": check_supervised}
 
 
 def check_config(config: Section) -> None:

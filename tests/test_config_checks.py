@@ -83,7 +83,7 @@ BAD = [
     ("supervised", None, {"data.image_size": 7}, "config.data.image_size=7: must be an integer >= 16"),
     # top level
     ("supervised", None, {"experiment": "nope"}, "config.experiment='nope': unknown experiment 'nope'; choose "
-                                                 "one of ['bg_invariant', 'blur_study', 'fusion', 'in9', 'supervised']"),
+                                                 "one of ['bg_invariant', 'blur_study', 'fusion', 'in9', 'master_slave', 'supervised']"),
     ("supervised", None, {"experiment": DELETE}, "config.experiment is missing"),
     ("supervised", None, {"seed": -1}, None),
     ("supervised", None, {"seed": 2 ** 32}, "must be an integer in [0, 4294967295]"),
@@ -193,6 +193,27 @@ BAD = [
     ("in9", None, {"data.variant": "scenes"}, "must be 'objects': the variants need each image's object mask"),
     ("in9", None, {"fusion_workdir": "/nonexistent/run"}, "holds no config.json"),
     ("in9", "release", {"data.root": "/nonexistent/release"}, "no such directory; download backgrounds_challenge_data"),
+    # master_slave (seed 003)
+    ("master_slave", None, {"bins.bins": [dict(kind="clean", low=0.0, high=0.0)]}, "needs two or more quality bins"),
+    ("master_slave", None, {"bins.bins": [dict(kind="jpeg", low=5.0, high=20.0), dict(kind="clean", low=0.0, high=0.0)]},
+     "config.bins.bins[0]={'kind': 'jpeg', 'low': 5.0, 'high': 20.0}: must be the clean bin"),
+    ("master_slave", None, {"bins.bins": [dict(kind="clean", low=0.0, high=0.0), dict(kind="jpeg", low=20.0, high=5.0)]},
+     "low 20.0 is above high 5.0"),
+    ("master_slave", None, {"bins.bins": [dict(kind="clean", low=0.0, high=0.0), dict(kind="webp", low=1.0, high=2.0)]},
+     "config.bins.bins[1].kind='webp': unknown degradation kind 'webp'"),
+    ("master_slave", None, {"bins.probabilities": (1.0, -1.0, 1.0)}, "must be 3 non-negative numbers"),
+    ("master_slave", None, {"slave.split": "features_99"}, "config.slave.split='features_99': unknown stage of "
+                                                           "vgg16_bn to cut the trunk after"),
+    ("master_slave", None, {"slave.base": "resnet"}, "config.slave.base='resnet': unknown model of `models`"),
+    ("master_slave", None, {"baselines.augmentation.splits.fc8": "fc8"}, "config.baselines.augmentation.splits.fc8"),
+    ("master_slave", None, {"baselines.masking.fraction": 1.0}, None),
+    ("master_slave", None, {"baselines.stability.noise_std": 0.0}, None),
+    ("master_slave", None, {"eval.sweeps.jpeg.qualities": (90.0, 0.0)}, "JPEG qualities are whole numbers from 1 to 100"),
+    ("master_slave", None, {"eval.sweeps.jpeg.kind": "clean"}, "unknown degradation kind 'clean'"),
+    ("master_slave", None, {"eval.table.quality": 0.5}, "JPEG qualities are whole numbers"),
+    ("master_slave", None, {"models.alexnet.label": "VGG-16"}, "each model needs its own label"),
+    ("master_slave", None, {"master.train.batch_size": 0}, None),
+    ("master_slave", None, {"models.alexnet.train.num_epochs": 0.0}, "config.models.alexnet.train.num_epochs"),
 ]
 
 
@@ -222,7 +243,7 @@ def test_every_data_source_and_experiment_has_its_checks():
 
 
 def test_get_experiment_refuses_an_unknown_name_as_a_config_error():
-    with pytest.raises(ConfigError, match=r"unknown experiment 'nope'; choose one of \['bg_invariant', 'blur_study', 'fusion', 'in9', 'supervised'\]"):
+    with pytest.raises(ConfigError, match=r"unknown experiment 'nope'; choose one of \['bg_invariant', 'blur_study', 'fusion', 'in9', 'master_slave', 'supervised'\]"):
         get_experiment("nope")
 
 

@@ -9,7 +9,7 @@ images by default, or e.g. cached stream features) differs between the stages of
 """
 
 import dataclasses
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import flax.linen as nn
 import jax
@@ -114,17 +114,21 @@ class Trained:
 
 
 Evaluation = Callable[[Mapping[str, PlayerSpec]], Callable[[TrainState], dict[str, float]]]
+Batches = Callable[[int], Iterator[dict[str, Any]]]  # start step -> the training batches from it
 
 
 def train_players(name: str, *, learners: Mapping[str, Learner], frozen: Mapping[str, tuple[nn.Module, Variables]],
                   updates: list[Update], evaluate: Evaluation | None, train_split: pipeline.ArraySplit,
                   train_config: ml_collections.ConfigDict, seed: int, train_rng: jax.Array, workdir: str,
-                  mesh: jax.sharding.Mesh, loop: LoopOptions, fingerprint: Mapping) -> Trained:
+                  mesh: jax.sharding.Mesh, loop: LoopOptions, fingerprint: Mapping,
+                  batches: Batches | None = None) -> Trained:
     """The one stage set-up every experiment uses: specs, init, a resumable stage, variables out.
 
     `learners` start from their init or given variables and move by `updates` (one Update, or the
     several of a min-max game); `frozen` players (pretrained streams, a fixed mask generator) run in
     inference mode and keep their variables. `evaluate(specs)` gives the stage's evaluation.
+    `batches(start)` yields the training batches from step `start` (default: `train_split`'s, as
+    `pipeline.train_batches` draws them); it must be a pure function of the step for resume to be exact.
     """
     specs = {player: PlayerSpec(module) for player, (module, _) in frozen.items()}
     specs.update({player: PlayerSpec(learner.module, optimizer_for(train_config, len(train_split), learner.optimizer))
@@ -144,7 +148,7 @@ def train_players(name: str, *, learners: Mapping[str, Learner], frozen: Mapping
     optimizers = {player: learner.optimizer.to_dict() for player, learner in learners.items() if learner.optimizer}
     stage = Stage(
         name=name, specs=specs, updates=updates, init_state=init_state,
-        batches=lambda start: pipeline.train_batches(train_split, train_config.batch_size, seed, start),
+        batches=batches or (lambda start: pipeline.train_batches(train_split, train_config.batch_size, seed, start)),
         num_steps=step_counts(train_config, len(train_split))[0],
         fingerprint={**fingerprint, "train": train_config.to_dict(), "seed": seed,
                      **({"optimizers": optimizers} if optimizers else {})},
@@ -178,7 +182,8 @@ def train_classifier(name: str, predict: Predict, *, learners: Mapping[str, Lear
                      test_split: pipeline.ArraySplit, train_config: ml_collections.ConfigDict, seed: int,
                      train_rng: jax.Array, workdir: str, mesh: jax.sharding.Mesh, loop: LoopOptions,
                      fingerprint: Mapping, inputs: Inputs | None = None,
-                     extra_metrics: Callable[[TrainState], dict[str, float]] | None = None) -> Trained:
+                     extra_metrics: Callable[[TrainState], dict[str, float]] | None = None,
+                     batches: Batches | None = None) -> Trained:
     """`train_players` with one classification update: `predict(forward, inputs, train)` classifies
     the training `inputs` (augmented images by default) and is scored on `test_split`."""
     inputs = inputs or image_inputs(train_config.augment)
@@ -187,7 +192,7 @@ def train_classifier(name: str, predict: Predict, *, learners: Mapping[str, Lear
         updates=[classification_update(predict, tuple(learners), train_config, inputs)],
         evaluate=classification_evaluation(predict, inputs, test_split, train_config.batch_size, mesh, extra_metrics),
         train_split=train_split, train_config=train_config, seed=seed, train_rng=train_rng, workdir=workdir,
-        mesh=mesh, loop=loop, fingerprint=fingerprint)
+        mesh=mesh, loop=loop, fingerprint=fingerprint, batches=batches)
 
 
 def image_sample(split: pipeline.ArraySplit) -> tuple[jax.ShapeDtypeStruct]:

@@ -15,6 +15,7 @@ EXPERIMENTS = {
     "blur_study": "ctxfuse_jax.experiments.blur_study.experiment",
     "fusion": "ctxfuse_jax.experiments.fusion.experiment",
     "in9": "ctxfuse_jax.experiments.in9.experiment",
+    "master_slave": "ctxfuse_jax.experiments.master_slave.experiment",
     "supervised": "ctxfuse_jax.experiments.supervised",
 }
 
