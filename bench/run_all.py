@@ -20,8 +20,8 @@ import os
 import platform
 from typing import Callable
 
-from bench import (bg_invariant, challenge, conv_layers, degrade_share, harness, input_pipeline, mixed_precision,
-                   sweep_compiles)
+from bench import (bg_invariant, challenge, conv_layers, degrade_share, harness, input_pipeline, master_slave_input,
+                   mixed_precision, sweep_compiles)
 
 BATCH, SIZE = 64, 64
 VGG_WIDTH = 0.5  # VGG16 at half width in both frameworks, so a step fits the time.
@@ -130,6 +130,8 @@ SECTIONS: dict[str, tuple[str, Callable[[int], str]]] = {
                   "MadryLab's per-foreground PyTorch loop", lambda rounds: challenge.main()),
     "bg_invariant": ("Seed 002's phase-3 step (adversarial backgrounds, digits, batch 32) against PyTorch, and its "
                      "U-Net's convolution", lambda rounds: bg_invariant.main(rounds)),
+    "master_slave_input": ("Seed 003's host codecs (tf.data) against its VGG-16 train and eval steps",
+                           lambda rounds: master_slave_input.main(rounds)),
 }
 
 
