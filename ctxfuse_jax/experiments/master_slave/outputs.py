@@ -120,16 +120,21 @@ def fig1a(ctx: Mapping[str, Any], path: str) -> bool:
     return True
 
 
-def fig1b(ctx: Mapping[str, Any], path: str) -> bool:
+def _codec_curves(ctx: Mapping[str, Any], methods: Sequence[str], path: str) -> bool:
+    """A panel per codec sweep (nothing before the codec), a line per method; False if there is none."""
     panels, labels = {}, {}
     for kind in ("jpeg", "jpeg2000"):
         for label, s in _sweeps_of(ctx, kind, False).items():
-            panels[label] = {m: _mean_curve(s, m, s["qualities"]) for m in ctx[BASE_MODELS]}
+            panels[label] = {m: _mean_curve(s, m, s["qualities"]) for m in methods}
             labels[label] = X_LABELS[kind]
     if not panels:
         return False
     curves_figure(panels, xlabel=labels, ylabel="top-1 accuracy", path=path)
     return True
+
+
+def fig1b(ctx: Mapping[str, Any], path: str) -> bool:
+    return _codec_curves(ctx, ctx[BASE_MODELS], path)
 
 
 def fig1c(ctx: Mapping[str, Any], path: str) -> bool:
@@ -138,15 +143,7 @@ def fig1c(ctx: Mapping[str, Any], path: str) -> bool:
 
 
 def fig3(ctx: Mapping[str, Any], path: str) -> bool:
-    panels, labels = {}, {}
-    for kind in ("jpeg", "jpeg2000"):
-        for label, s in _sweeps_of(ctx, kind, False).items():
-            panels[label] = {m: _mean_curve(s, m, s["qualities"]) for m in [ctx[BASE_MODELS][0], *ctx["methods"]]}
-            labels[label] = X_LABELS[kind]
-    if not panels:
-        return False
-    curves_figure(panels, xlabel=labels, ylabel="top-1 accuracy", path=path)
-    return True
+    return _codec_curves(ctx, [ctx[BASE_MODELS][0], *ctx["methods"]], path)
 
 
 def fig4(ctx: Mapping[str, Any], path: str) -> bool:
