@@ -90,12 +90,13 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
     # after the pooled features). Stability training (Zheng et al.): the whole model fine-tuned on clean
     # images with `alpha` times the KL divergence between its predictions on them and on copies with
     # Gaussian noise of `noise_std`. Feature masking (DeepCloak): the `fraction` of the `stage` features
-    # that the condition changes most on training images set to zero.
+    # that the condition changes most on `images` training images set to zero; with `per_class`, one
+    # mask per class from its own images, chosen by the true label (the paper's class-dependent use).
     config.baselines = ml_collections.ConfigDict(dict(
         augmentation=dict(splits=dict(fc8="classifier_5", fc67="classifier_2", fc678="avgpool"),
                           train=_fine_tune(5.0, 3e-4)),
         stability=dict(alpha=1.0, noise_std=0.04, train=_fine_tune(3.0, 3e-4)),
-        masking=dict(stage="classifier_5", fraction=0.01, images=500)))
+        masking=dict(stage="classifier_5", fraction=0.01, images=1200, per_class=True)))
     config.eval = ml_collections.ConfigDict(dict(
         batch_size=100, seed=0, sweeps=sweeps(), table=dict(kind="jpeg", quality=10.0)))
     config.loop = defaults.loop(log_every=25, checkpoint_every=200)

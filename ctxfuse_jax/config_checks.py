@@ -990,6 +990,7 @@ def check_master_slave(config: Section) -> None:
     one_of(masking, "baselines.masking", "stage", tuple(stages), f"stage of {models[base].model.name} to mask")
     number(masking, "baselines.masking", "fraction", 0.0, 1.0, low_open=True, high_open=True)
     integer(masking, "baselines.masking", "images", 1)
+    boolean(masking, "baselines.masking", "per_class")
     evaluation = section(config, "", "eval")
     integer(evaluation, "eval", "batch_size", 1)
     integer(evaluation, "eval", "seed", 0, SEED_LIMIT - 1)

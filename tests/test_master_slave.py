@@ -48,8 +48,10 @@ def _models(study, draw) -> dict:
     vgg = study.modules[study.config.slave.base]
     branches = [study.slave.variables(base["vgg16"])[1]]
     branches += [study.slave.variables(draw(vgg, seed=10 + i, input_shape=shape))[1] for i in (1, 2)]
-    mask = np.zeros(vgg.clone(stop_at=study.config.baselines.masking.stage, outputs=()).channels(4096), np.float32)
-    mask[::5] = 1.0  # most features masked: the masked model's classes differ from the base model's
+    features = vgg.clone(stop_at=study.config.baselines.masking.stage, outputs=()).channels(4096)
+    mask = np.zeros((CLASSES, features), np.float32)  # one per class (the smoke preset's per_class)
+    for c in range(CLASSES):
+        mask[c, c::5] = 1.0  # most features masked, other ones per class
     # Fine-tuned after fc7: the base model's layers up to it, its own after.
     stage = study.config.baselines.augmentation.splits.fc8
     augmented = experiment.merged(restrict_variables(base["vgg16"], vgg.clone(stop_at=stage, outputs=()), shape),
@@ -65,7 +67,7 @@ def test_the_program_scores_every_method_as_its_models_one_by_one(random_variabl
     models = _models(study, random_variables)
     program = experiment.predictions(study)
     variables = experiment.scoring_variables(study, models)
-    batch = {"image": study.data.test.arrays["image"]}
+    batch = {"image": study.data.test.arrays["image"], "label": study.data.test.arrays["label"]}
     got = jax.device_get(program(variables, batch))
     images = batch["image"] / np.float32(255)
     vgg = study.modules["vgg16"]
@@ -86,9 +88,10 @@ def test_the_program_scores_every_method_as_its_models_one_by_one(random_variabl
     np.testing.assert_array_equal(got["MS"], probs[chosen, np.arange(len(chosen))].argmax(-1))
     np.testing.assert_array_equal(got["AMS"], probs.max(0).argmax(-1))
     np.testing.assert_array_equal(got["MAP"], np.einsum("nb,bnc->nc", master, probs).argmax(-1))
-    # DeepCloak: fc7's output with the mask applied, then fc8 by hand.
+    # DeepCloak: fc7's output with its true class's mask applied, then fc8 by hand.
     stage = study.config.baselines.masking.stage
-    features = vgg.clone(stop_at=stage, outputs=()).apply(models["base"]["vgg16"], images) * models["mask"]
+    labels = study.data.test.arrays["label"]
+    features = vgg.clone(stop_at=stage, outputs=()).apply(models["base"]["vgg16"], images) * models["mask"][labels]
     head = models["base"]["vgg16"]["params"]["classifier_6"]
     np.testing.assert_array_equal(got["DC"], np.argmax(np.asarray(features) @ head["kernel"] + head["bias"], -1))
     assert not np.array_equal(got["DC"], got["VGG-16"])  # the mask does mask

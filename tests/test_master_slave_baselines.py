@@ -36,3 +36,15 @@ def test_the_mask_zeroes_the_features_the_degradation_changes_most():
 def test_the_mask_refuses_a_fraction_outside_the_open_unit_interval(fraction):
     with pytest.raises(ValueError, match="fraction"):
         baselines.most_changed_mask(np.zeros((1, 4)), np.ones((1, 4)), fraction)
+
+
+def test_per_class_masks_mask_what_changes_on_each_class_own_images():
+    clean = np.zeros((5, 4))
+    degraded = clean.copy()
+    degraded[[0, 1], 1] = 3.0  # class 0's images change in feature 1
+    degraded[[2, 3], 3] = 2.0  # class 1's in feature 3
+    masks = baselines.per_class_masks(clean, degraded, np.array([0, 0, 1, 1, 3]), 4, 0.25)
+    np.testing.assert_array_equal(masks, [[1, 0, 1, 1], [1, 1, 1, 0], [1, 1, 1, 1], [0, 1, 1, 1]])
+    # class 2 has no images: nothing masked; class 3's one image changes nowhere: the tie goes to feature 0
+    with pytest.raises(ValueError, match=r"labels \(2,\) do not fit 5 images"):
+        baselines.per_class_masks(clean, degraded, np.array([0, 1]), 4, 0.25)

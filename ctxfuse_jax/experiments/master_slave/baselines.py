@@ -4,7 +4,9 @@ Stability training (Zheng et al. 2016) fine-tunes on clean images x with an extr
 the prediction on a perturbed copy x' = x + N(0, sigma^2) close to the prediction on x: for
 classification, the KL divergence D(P(y|x) || P(y|x')). Feature masking follows DeepCloak (Gao et
 al. 2017): the features a degradation changes most are the ones an adversary (here, the codec)
-controls, so they are removed, here by zeroing a fixed fraction of them at one layer.
+controls, so they are removed, here by zeroing a fixed fraction of them at one layer. Ghosh et al.
+found DeepCloak class dependent and applied it per class: `per_class_masks` gives each class the
+mask of its own images, picked at inference by the true label (an oracle, as in their Table 1).
 """
 
 import math
@@ -37,3 +39,17 @@ def most_changed_mask(clean: np.ndarray, degraded: np.ndarray, fraction: float) 
     mask = np.ones(change.size, np.float32)
     mask[masked] = 0.0
     return mask
+
+
+def per_class_masks(clean: np.ndarray, degraded: np.ndarray, labels: np.ndarray, num_classes: int,
+                    fraction: float) -> np.ndarray:
+    """(num_classes, features): row c is `most_changed_mask` of class c's images alone; a class
+    without images keeps every feature (row of ones)."""
+    labels = np.asarray(labels)
+    if labels.shape != clean.shape[:1]:
+        raise ValueError(f'labels {labels.shape} do not fit {clean.shape[0]} images')
+    masks = np.ones((num_classes, clean.shape[-1]), np.float32)
+    for c in np.unique(labels):
+        chosen = labels == c
+        masks[c] = most_changed_mask(clean[chosen], degraded[chosen], fraction)
+    return masks

@@ -181,7 +181,7 @@ class Study:
 
     def feature_mask(self, base: dict, seed: int) -> np.ndarray:
         """DeepCloak's mask at `masking.stage`: the features Table 1's condition changes most on
-        training images, zeroed."""
+        training images, zeroed; one per class with `masking.per_class`."""
         settings, table = self.config.baselines.masking, self.config.eval.table
         head = self.base.clone(stop_at=settings.stage, outputs=())
         count = min(settings.images, len(self.data.train))
@@ -192,6 +192,9 @@ class Study:
         features = jax.jit(lambda b: head.apply(variables, to_unit_float(b["image"])))
         batch = self.config.eval.batch_size
         clean_features, worse_features = (per_example_outputs(features, s, batch, self.mesh) for s in (clean, worse))
+        if settings.per_class:
+            return baselines.per_class_masks(clean_features, worse_features, clean.arrays["label"],
+                                             self.data.num_classes, settings.fraction)
         return baselines.most_changed_mask(clean_features, worse_features, settings.fraction)
 
 
@@ -221,6 +224,7 @@ def predictions(study: Study):
     base_key = study.config.slave.base
     pieces = cut_at(study.base, feature_stages(study))
     split, masked = study.config.slave.split, study.config.baselines.masking.stage
+    per_class = study.config.baselines.masking.per_class
     branch_of_bin = np.arange(len(study.bins.bins))
 
     def program(variables, batch):
@@ -242,7 +246,8 @@ def predictions(study: Study):
             logits[f"DA {name}"] = study.base.clone(start_at=stage).apply(variables["augmentation"][name],
                                                                           features[stage])
         logits["ST"] = study.base.apply(variables["stability"], images)
-        logits["DC"] = study.base.clone(start_at=masked).apply(variables["cloak"], features[masked] * variables["mask"])
+        mask = variables["mask"][batch["label"]] if per_class else variables["mask"]  # per class: the label's
+        logits["DC"] = study.base.clone(start_at=masked).apply(variables["cloak"], features[masked] * mask)
         out = {name: jnp.argmax(value, axis=-1) for name, value in logits.items()}
         out["bin"] = jnp.argmax(master_probs, axis=-1)
         return out

@@ -40,8 +40,9 @@ DEPARTURES = [
     "[0, 1] pixels (the paper gives none). The sweep levels are ours (the paper's figures give none).",
     "Stability training fine-tunes the VGG-16 base model (the paper's row used Inception, so its c and d differ) "
     "on clean images with the KL divergence between its predictions on them and on noisy copies.",
-    "DeepCloak-style masking uses one mask for all classes: the fc7 features that JPEG-10 changes most on "
-    "training images, zeroed (the paper sampled classes and averaged; it used the same 1% masking).",
+    "DeepCloak-style masking zeroes the 1% of fc7 features that JPEG-10 changes most on training images, one "
+    "mask per class chosen by the true label (`baselines.masking.per_class`; the paper, finding it class "
+    "dependent, sampled classes and averaged); every class is scored, not a sample.",
     "Extra fine-tuning also trains each baseline a little longer on clean images than the base model was, so "
     "a method can gain on clean images as well as degraded ones; c' shows it.",
 ]
