@@ -49,12 +49,8 @@ def sweeps() -> dict:
         blur_jpeg2000=_sweep("jpeg2000", JPEG2000_RATIOS, blur_sigma=1.0))
 
 
-def _from_scratch(num_epochs: float) -> ml_collections.ConfigDict:
-    return defaults.train(num_epochs=num_epochs, batch_size=64, name="adam", learning_rate=1e-3, weight_decay=0.0,
-                          warmup_epochs=0.0, schedule="cosine")
-
-
-def _fine_tune(num_epochs: float, learning_rate: float) -> ml_collections.ConfigDict:
+def _adam(num_epochs: float, learning_rate: float) -> ml_collections.ConfigDict:
+    """Adam on a cosine schedule, batch 64: every stage's recipe here, trained from scratch or fine-tuned."""
     return defaults.train(num_epochs=num_epochs, batch_size=64, name="adam", learning_rate=learning_rate,
                           weight_decay=0.0, warmup_epochs=0.0, schedule="cosine")
 
@@ -70,9 +66,9 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
     # with batch norm, an eighth of the width and no dropout, trains from scratch on CPU (seed 001's
     # original model); AlexNet at a quarter of the width, for longer (its steps cost a fifth of VGG's).
     config.models = ml_collections.ConfigDict(dict(
-        vgg16=dict(label="VGG-16", weights="", train=_from_scratch(10.0),
+        vgg16=dict(label="VGG-16", weights="", train=_adam(10.0, 1e-3),
                    model=dict(name="vgg16_bn", width=0.125, pool_size=(2, 2), dropout_rate=0.0, conv="auto")),
-        alexnet=dict(label="AlexNet", weights="", train=_from_scratch(30.0),
+        alexnet=dict(label="AlexNet", weights="", train=_adam(30.0, 1e-3),
                      model=dict(name="alexnet", width=0.25, dropout_rate=0.0, conv="auto"))))
     # The master: the quality-prediction network trained on the bins' images (bins drawn per image,
     # with `probabilities`, equal when empty), predicting the bin.
@@ -84,7 +80,7 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
     # The slave on `models[base]`: the trunk up to `split` (VGG-16's pool4; 'features_23' without batch
     # norm) frozen and shared; one branch per bin, the first the base model's own, the others
     # fine-tuned on their bin's images alone.
-    config.slave = ml_collections.ConfigDict(dict(base="vgg16", split="features_33", train=_fine_tune(5.0, 3e-4)))
+    config.slave = ml_collections.ConfigDict(dict(base="vgg16", split="features_33", train=_adam(5.0, 3e-4)))
     # Table 1's baselines on the same base model, at Table 1's condition. Data augmentation: the layers
     # after each `splits` stage fine-tuned on all bins' images (fc8: after fc7; fc67: after fc6; fc678:
     # after the pooled features). Stability training (Zheng et al.): the whole model fine-tuned on clean
@@ -94,8 +90,8 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
     # mask per class from its own images, chosen by the true label (the paper's class-dependent use).
     config.baselines = ml_collections.ConfigDict(dict(
         augmentation=dict(splits=dict(fc8="classifier_5", fc67="classifier_2", fc678="avgpool"),
-                          train=_fine_tune(5.0, 3e-4)),
-        stability=dict(alpha=1.0, noise_std=0.04, train=_fine_tune(3.0, 3e-4)),
+                          train=_adam(5.0, 3e-4)),
+        stability=dict(alpha=1.0, noise_std=0.04, train=_adam(3.0, 3e-4)),
         masking=dict(stage="classifier_5", fraction=0.01, images=1200, per_class=True)))
     config.eval = ml_collections.ConfigDict(dict(
         batch_size=100, seed=0, sweeps=sweeps(), table=dict(kind="jpeg", quality=10.0)))

@@ -12,6 +12,7 @@ once and scored by one compiled program that runs every model and decision on it
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import zlib
@@ -188,8 +189,9 @@ class Study:
         clean = ArraySplit({"image": self.data.train.arrays["image"][:count],
                             "label": self.data.train.arrays["label"][:count]})
         worse = degraded.degrade_split(clean, quality_bins.Bin(table.kind, table.quality, table.quality), seed)
-        variables = restrict_variables(base, head, self.input_shape)
-        features = jax.jit(lambda b: head.apply(variables, to_unit_float(b["image"])))
+        variables = jax.device_put(restrict_variables(base, head, self.input_shape))
+        apply = jax.jit(lambda v, b: head.apply(v, to_unit_float(b["image"])))  # variables an argument, not constants
+        features = functools.partial(apply, variables)
         batch = self.config.eval.batch_size
         clean_features, worse_features = (per_example_outputs(features, s, batch, self.mesh) for s in (clean, worse))
         if settings.per_class:
@@ -285,7 +287,8 @@ def score(study: Study, models: Mapping[Any, Mapping[str, Any]], test_sets: degr
     images, and the master's confusion matrix over the bins. `models` maps seed -> its trained
     models; each degraded test set is made once, scored by every seed's models, then let go."""
     program = predictions(study)
-    variables = {seed: scoring_variables(study, m) for seed, m in models.items()}
+    # On the device once: converted weights arrive as numpy, which every batch would copy again.
+    variables = {seed: jax.device_put(scoring_variables(study, m)) for seed, m in models.items()}
     batch, mesh, config = study.config.eval.batch_size, study.mesh, study.config
     clean = test_sets.split
 

@@ -202,8 +202,7 @@ def write_outputs(config, results: Mapping[Any, Mapping[str, Any]], workdir: str
 
 def summary(config, results: Mapping[Any, Mapping[str, Any]]) -> dict[str, Any]:
     """Per seed: Table 1's cells and % change per method, the master's accuracy."""
-    out: dict[str, Any] = {}
-    for i, seed in enumerate(_seeds(results)):
-        cells = {f"table1/{m}/{k}": float(v[k][i]) for m, v in table1(config, results).items() for k in v}
-        out[seed] = {**cells, "master/accuracy": list(results.values())[i]["master"]["accuracy"]}
-    return out
+    rows = table1(config, results)
+    return {seed: {**{f"table1/{m}/{k}": float(v[k][i]) for m, v in rows.items() for k in v},
+                   "master/accuracy": result["master"]["accuracy"]}
+            for i, (seed, result) in enumerate(zip(_seeds(results), results.values()))}

@@ -81,6 +81,13 @@ def _level_mean(sweep: Mapping[str, Any], method: str, levels: np.ndarray | None
     return float(values.mean() if levels is None else values[:, levels].mean())
 
 
+def _accuracy_at(sweep: Mapping[str, Any] | None, method: str, quality: float) -> float | None:
+    """`method`'s mean top-1 at one level of a sweep; None if there is no such sweep or level."""
+    if sweep is None or quality not in sweep["qualities"]:
+        return None
+    return float(sweep["top1"][method].mean(axis=0)[sweep["qualities"].index(quality)])
+
+
 def _at_psnr(sweep: Mapping[str, Any], method: str, target: float) -> float:
     psnr, accuracy = np.asarray(sweep["psnr"]), sweep["top1"][method].mean(axis=0)
     order = np.argsort(psnr)
@@ -139,21 +146,18 @@ def claims(ctx: Mapping[str, Any]) -> list[tuple[str, str, bool | None]]:
                           f"above {base} on every combined sweep, mean over levels)",
                           ", ".join(f"{k} {100 * v:+.1f}" for k, v in gains.items()), bool(min(gains.values()) > 0)))
         for label, s in combined.items():
-            alone = _alone(ctx, s["kind"])
-            if not s["noise_std"] or noise is None or alone is None or s["noise_std"] not in noise["qualities"]:
+            if not s["noise_std"]:
                 continue
-            mildest = s["top1"][base].mean(axis=0)[0]
-            harshest = s["top1"][base].mean(axis=0)[-1]
-            noise_only = noise["top1"][base].mean(axis=0)[noise["qualities"].index(s["noise_std"])]
-            codec_only = alone["top1"][base].mean(axis=0)[alone["qualities"].index(s["qualities"][-1])] \
-                if s["qualities"][-1] in alone["qualities"] else None
-            if codec_only is None:
+            curve = s["top1"][base].mean(axis=0)
+            noise_only = _accuracy_at(noise, base, s["noise_std"])
+            codec_only = _accuracy_at(_alone(ctx, s["kind"]), base, s["qualities"][-1])
+            if noise_only is None or codec_only is None:
                 continue
             found.append((f"{label}: bounded by noise alone at high quality and by the codec alone at low quality "
                           f"({base}; each within {100 * BOUND:.0f} points)",
-                          f"mildest {100 * mildest:.1f} vs noise alone {100 * noise_only:.1f}; harshest "
-                          f"{100 * harshest:.1f} vs codec alone {100 * codec_only:.1f}",
-                          bool(abs(mildest - noise_only) <= BOUND and abs(harshest - codec_only) <= BOUND)))
+                          f"mildest {100 * curve[0]:.1f} vs noise alone {100 * noise_only:.1f}; harshest "
+                          f"{100 * curve[-1]:.1f} vs codec alone {100 * codec_only:.1f}",
+                          bool(abs(curve[0] - noise_only) <= BOUND and abs(curve[-1] - codec_only) <= BOUND)))
     change = {m: _mean(v["change"]) for m, v in t1.items()}
     rivals = [m for m in (*AUGMENTATION, "ST") if m in change]
     for method in (MS, AMS):
