@@ -4,10 +4,17 @@
 #
 #   sbatch --nodes=2 --gpus-per-node=8 launch/slurm_gpus.sh configs/fusion.py:coco /shared/runs/coco
 #
+# DRY_RUN=1 prints the srun command it would run (shell-quoted) and runs nothing; it needs no SLURM:
+#   DRY_RUN=1 bash launch/slurm_gpus.sh configs/fusion.py:coco /shared/runs/coco
+#
 #SBATCH --ntasks-per-node=1
 #SBATCH --job-name=ctxfuse
 set -euo pipefail
-config=${1:?CONFIG}
-workdir=${2:?WORKDIR (a directory all nodes see)}
+usage="usage: slurm_gpus.sh CONFIG WORKDIR [FLAGS]"
+config=${1:?CONFIG missing; $usage}
+workdir=${2:?WORKDIR (a directory all nodes see) missing; $usage}
 shift 2
-srun python -m ctxfuse_jax.main --distributed --config="$config" --workdir="$workdir" "$@"
+# Every external command goes through run: executed, or with DRY_RUN=1 only printed, shell-quoted.
+quote() { printf '%q' "$1"; shift; if (($#)); then printf ' %q' "$@"; fi; }
+run() { if [[ "${DRY_RUN:-0}" == 1 ]]; then quote "$@"; echo; else "$@"; fi; }
+run srun python -m ctxfuse_jax.main --distributed --config="$config" --workdir="$workdir" "$@"
