@@ -15,12 +15,17 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from ctxfuse_jax import config_checks
-from ctxfuse_jax.errors import UserError
+from ctxfuse_jax.errors import ConfigError, UserError
 
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/fusion.py or configs/fusion.py:smoke.",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, figures and the report.")
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (multi-host GPU/TPU runs).")
+flags.DEFINE_string("coordinator_address", None, "With --distributed: host:port of process 0 (default: read "
+                    "from the cluster, as on TPU pods and under SLURM).")
+flags.DEFINE_integer("num_processes", None, "With --distributed: how many processes run (default: from the cluster).")
+flags.DEFINE_integer("process_id", None, "With --distributed: this process's index, 0 to num_processes - 1 "
+                     "(default: from the cluster).")
 flags.DEFINE_bool("tune_host_memory", True, "XLA:CPU programs scheduled for low memory; on CPU, freed host "
                   "memory kept for reuse (faster steps). See ctxfuse_jax/host_memory.py.")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -66,11 +71,28 @@ def _run(config, workdir: str) -> None:
     from ctxfuse_jax import provenance, runtime
     from ctxfuse_jax import workdir as workdirs
 
-    runtime.setup_jax(FLAGS.distributed, FLAGS.tune_host_memory)
+    runtime.setup_jax(_distributed_options(), FLAGS.tune_host_memory)
     config_checks.check_devices(config, jax.device_count())
     workdirs.claim(workdir, config, provenance.input_digests(config), write=jax.process_index() == 0)
     runtime.setup_input_pipeline()
     _run_experiment(config, workdir)
+
+
+def _distributed_options():
+    """`runtime.Distributed` from the flags; None for a one-process run."""
+    from ctxfuse_jax import runtime
+
+    given = {name: FLAGS[name].value for name in ("coordinator_address", "num_processes", "process_id")
+             if FLAGS[name].value is not None}
+    if not FLAGS.distributed:
+        if given:
+            raise ConfigError(f"--{next(iter(given))} is only read with --distributed; add --distributed or drop it")
+        return None
+    if "num_processes" in given and given["num_processes"] < 1:
+        raise ConfigError(f"--num_processes={given['num_processes']}: give 1 or more processes")
+    if "process_id" in given and not 0 <= given["process_id"] < given.get("num_processes", given["process_id"] + 1):
+        raise ConfigError(f"--process_id={given['process_id']}: it must be in 0 .. num_processes - 1")
+    return runtime.Distributed(**given)
 
 
 def _run_experiment(config, workdir: str) -> None:

@@ -50,6 +50,9 @@ BAD_INPUTS = [
     ((FUSION, "--config.streams.cut=layer9"), "layer9"),
     ((FUSION, "--config.streams.fg.weights=/nonexistent/fg.npz"), "config.streams.fg.weights='/nonexistent/fg.npz'"),
     ((FUSION, "--config.heads.train.batch_size=0"), "config.heads.train.batch_size=0"),
+    ((SUPERVISED, "--process_id=1"), "--process_id is only read with --distributed"),
+    ((SUPERVISED, "--distributed", "--num_processes=2", "--process_id=2"), "--process_id=2"),
+    ((SUPERVISED, "--distributed", "--num_processes=0"), "--num_processes=0"),
 ]
 
 

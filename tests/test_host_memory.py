@@ -17,7 +17,7 @@ if sys.argv[1] == "keep":
     assert host_memory.keep_freed_memory()
 elif sys.argv[1] == "runtime":  # What every experiment gets through `python -m ctxfuse_jax.main` on CPU.
     from ctxfuse_jax import runtime
-    runtime.setup(distributed=False)
+    runtime.setup()
 def touch():
     block = np.empty(64 << 20, np.uint8)
     block[::4096] = 1
@@ -51,7 +51,7 @@ TRAIN_STEP_TEMPORARIES = """
 import sys
 if sys.argv[1] == "runtime":
     from ctxfuse_jax import runtime
-    runtime.setup(distributed=False)
+    runtime.setup()
 import jax, jax.numpy as jnp, optax
 from ctxfuse_jax.models import build_model
 from ctxfuse_jax.train import losses

@@ -35,8 +35,9 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
-    def restore(self, template: TrainState) -> TrainState | None:
-        """The latest usable saved state, shaped like `template`; None when there is none."""
+    def restore(self, template: TrainState, sharding: jax.sharding.Sharding) -> TrainState | None:
+        """The latest usable saved state, shaped like `template` and placed by `sharding` (whatever
+        devices saved it: a preempted pod's run resumes on fewer hosts); None when there is none."""
         for step in sorted(self._manager.all_steps(), reverse=True):
             where = os.path.join(self.directory, str(step))
             try:
@@ -45,7 +46,7 @@ class Checkpointer:
                 self._set_aside(step, err)
                 continue
             self._check_fingerprint(where, metadata["metadata"].get("fingerprint", {}))
-            abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+            abstract = _placed(template, sharding)
             try:
                 restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
             except Exception as err:
@@ -101,11 +102,15 @@ def read_players(directory: str, names: tuple[str, ...]) -> dict[str, dict[str, 
     verbosity = logging.get_verbosity()
     logging.set_verbosity(logging.ERROR)  # Orbax warns that a read-only manager saves nothing
     try:
-        manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True))
+        manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True),
+                                        item_handlers={"state": ocp.StandardCheckpointHandler()})
         step = manager.latest_step()
         if step is None:
             raise CheckpointError(f"{directory} holds no checkpoint; finish that run first")
-        saved = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]["players"]
+        # Onto this process's first device, whatever devices saved it (a pod's, another machine's).
+        here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        abstract = _placed(manager.item_metadata(step)["state"].tree, here)
+        saved = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]["players"]
     finally:
         logging.set_verbosity(verbosity)
     missing = [name for name in names if name not in saved]
@@ -113,6 +118,12 @@ def read_players(directory: str, names: tuple[str, ...]) -> dict[str, dict[str, 
         raise CheckpointError(f"{directory}/{step} has no players {missing}; it holds {sorted(saved)}")
     return {name: jax.device_get({k: saved[name].get(k) or {} for k in ("params", "batch_stats")})
             for name in names}
+
+
+def _placed(shapes: Any, sharding: jax.sharding.Sharding) -> Any:
+    """What Orbax restores into: the arrays' shapes and dtypes on the devices of this run, not the
+    ones recorded at save time (a run saved by two processes is read back by one)."""
+    return jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding), shapes)
 
 
 def check_fits(variables: Mapping[str, Any], shapes: Mapping[str, Any], where: str) -> None:

@@ -96,7 +96,7 @@ def run_stage(stage: Stage, workdir: str, mesh: jax.sharding.Mesh,
     stage_dir = os.path.join(workdir, stage.name)
     checkpointer = Checkpointer(os.path.join(stage_dir, "checkpoints"), stage.fingerprint)
     try:
-        state = checkpointer.restore(jax.eval_shape(stage.init_state))
+        state = checkpointer.restore(jax.eval_shape(stage.init_state), sharding.replicated(mesh))
         if state is None:
             state = stage.init_state()
         state = sharding.put_replicated(state, mesh)
