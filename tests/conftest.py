@@ -61,9 +61,9 @@ def random_variables():
     return draw
 
 
-@pytest.fixture
-def condition_steps(monkeypatch):
-    """Every condition-scoring program the evaluator builds during the test, to count compilations."""
+def _record_condition_steps(monkeypatch) -> list:
+    """The list every condition-scoring program the evaluator builds from now on is added to, while
+    `monkeypatch` holds."""
     from ctxfuse_jax.evaluate import evaluator
 
     steps = []
@@ -75,6 +75,85 @@ def condition_steps(monkeypatch):
 
     monkeypatch.setattr(evaluator, "make_condition_step", recorded)
     return steps
+
+
+@pytest.fixture
+def condition_steps(monkeypatch):
+    """Every condition-scoring program the evaluator builds during the test, to count compilations."""
+    return _record_condition_steps(monkeypatch)
+
+
+@pytest.fixture(scope="session")
+def record_condition_steps():
+    """`record(monkeypatch) -> steps`: `condition_steps` for a module-scoped fixture's own patch
+    (`pytest.MonkeyPatch.context()`), e.g. one smoke run shared by a file's tests."""
+    return _record_condition_steps
+
+
+@pytest.fixture(scope="session")
+def finished_scores():
+    """`scores(models, split, batch_size) -> {classifier: {accuracy, loss, entropy}}`: the classifiers of
+    a finished workdir (`experiments.finished.FinishedModels`) run by a plain jitted forward over every
+    example of `split` in batches, images in [0, 1] as every stage evaluates them; the means of top-1,
+    cross-entropy and prediction entropy (nats), as a stage's eval.json holds them."""
+    import numpy as np
+
+    from ctxfuse_jax.data.pipeline import eval_batches, to_unit_float
+    from ctxfuse_jax.evaluate.evaluator import frozen_players
+    from ctxfuse_jax.train import losses
+    from ctxfuse_jax.train.forward import Forward
+
+    def scores(models, split, batch_size: int) -> dict[str, dict[str, float]]:
+        @jax.jit
+        def per_example(players, images, labels):
+            logits = models.logits_fn(Forward(models.specs, players), to_unit_float(images))
+            return {name: {"accuracy": losses.correct(v, labels), "loss": losses.softmax_cross_entropy(v, labels),
+                           "entropy": losses.entropy(v)} for name, v in logits.items()}
+
+        players = frozen_players(models.variables)
+        found = {}
+        for batch in eval_batches(split, batch_size):
+            for name, values in per_example(players, batch["image"], batch["label"]).items():
+                for metric, value in values.items():
+                    found.setdefault(name, {}).setdefault(metric, []).append(np.asarray(value)[batch["valid"]])
+        return {name: {metric: float(np.mean(np.concatenate(v), dtype=np.float64)) for metric, v in metrics.items()}
+                for name, metrics in found.items()}
+
+    return scores
+
+
+@pytest.fixture(scope="session")
+def matches_recorded():
+    """`check(scores, recorded, what)`: one classifier's `finished_scores` equal what its run recorded
+    for it: top-1 to 1e-6 (counts), and the mean cross-entropy (`loss`) and entropy where recorded,
+    to 1e-5 relative (float sums in another order). The means tell weights apart where near-chance
+    smoke models tie on top-1. Returns the metrics compared."""
+
+    def check(scores: dict[str, float], recorded: dict[str, float], what: str) -> list[str]:
+        assert scores["accuracy"] == pytest.approx(recorded["accuracy"], abs=1e-6), what
+        compared = ["accuracy"]
+        for metric in ("loss", "entropy"):
+            if metric in recorded:
+                assert scores[metric] == pytest.approx(recorded[metric], rel=1e-5, abs=1e-6), (what, metric)
+                compared.append(metric)
+        return compared
+
+    return check
+
+
+@pytest.fixture(scope="session")
+def classifier_names():
+    """`names(models, split) -> [classifier]`: what a `FinishedModels`' logits_fn returns, traced on
+    one image of `split`'s shape, nothing computed."""
+    from ctxfuse_jax.evaluate.evaluator import frozen_players
+    from ctxfuse_jax.train.forward import Forward
+
+    def names(models, split) -> list[str]:
+        players = frozen_players(models.variables)
+        image = jax.ShapeDtypeStruct((1, *split.arrays["image"].shape[1:]), jax.numpy.float32)
+        return list(jax.eval_shape(lambda p, x: models.logits_fn(Forward(models.specs, p), x), players, image))
+
+    return names
 
 
 @pytest.fixture
@@ -114,6 +193,6 @@ def _files_and_bytes(directory) -> dict[str, bytes]:
     return found
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def snapshot():
     return _files_and_bytes

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import shutil
 import signal
 
 import jax
@@ -283,16 +284,32 @@ def test_bad_values_are_refused_by_key(key, value, message):
     assert key in str(error.value)
 
 
-def test_smoke_run_scores_every_method_under_every_condition(tmp_path, condition_steps):
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, record_condition_steps):
+    """(config, workdir, results, the condition programs it built) of one `configs/bg_invariant.py:smoke`
+    run, claimed as the CLI claims it: this file's tests share it and must not change its files."""
+    from ctxfuse_jax import provenance, workdir
     from ctxfuse_jax.experiments.bg_invariant import experiment
 
+    root = tmp_path_factory.mktemp("bg_invariant")
     config = load_config("smoke")
-    config.datasets.objects.data.data_dir = str(tmp_path / "tfds")
+    config.datasets.objects.data.data_dir = str(root / "tfds")
     # Noise and texture backgrounds are phase 3 as black with another background (each checked above by
     # `background_fn`): leaving them out keeps every claim's code path and saves two stages of the suite's time.
     config.datasets.digits.methods = ("vanilla", "attention", "black", "adversarial", "adversarial_unpenalised")
     config_checks.check_config(config)
-    results = experiment.run(config, str(tmp_path / "run"))
+    run_dir = root / "run"
+    workdir.claim(str(run_dir), config, provenance.input_digests(config))
+    with pytest.MonkeyPatch.context() as patch:
+        condition_steps = record_condition_steps(patch)
+        results = experiment.run(config, str(run_dir))
+    return config, run_dir, results, condition_steps
+
+
+def test_smoke_run_scores_every_method_under_every_condition(smoke_run):
+    from ctxfuse_jax.experiments.bg_invariant import experiment
+
+    config, run_dir, results, condition_steps = smoke_run
     # One compiled program per architecture (classifier, attention) and test split scored every model.
     assert {step._cache_size() for step in condition_steps} == {1}
     for name, part in config.datasets.items():
@@ -313,7 +330,6 @@ def test_smoke_run_scores_every_method_under_every_condition(tmp_path, condition
         curves = seed_results["curves"]
         assert len(curves["mask_net"]) == part.mask.train.num_epochs and "iou" in curves["mask_net"][0]
         assert "accuracy_generated" in curves["adversarial"][-1]
-    run_dir = tmp_path / "run"
     for file in ("report.md", "results.json", "table.csv", "summary.csv", "digits_table1.png", "digits_masks.png",
                  "digits_generated.png", "digits_test_backgrounds.png", "digits_curves.png", "objects_table1.png"):
         assert os.path.getsize(run_dir / file) > 0, file
@@ -323,3 +339,34 @@ def test_smoke_run_scores_every_method_under_every_condition(tmp_path, condition
     # Run again: every stage is complete, the numbers are the same (as JSON: NaN equals NaN there; a stage's
     # metrics read back from its eval.json come in sorted order).
     assert json.dumps(experiment.run(config, str(run_dir)), sort_keys=True) == json.dumps(results, sort_keys=True)
+
+
+def test_the_finished_workdir_reads_back_every_method_of_each_dataset(smoke_run, finished_scores, matches_recorded,
+                                                                       tmp_path):
+    """`read_finished`: per dataset and seed a classifier per method, named as the report names them,
+    each scoring the plain-background test split as its stage recorded; with several datasets one must
+    be named; a workdir missing one stage's result is refused, naming the stage."""
+    from ctxfuse_jax.errors import DataError
+    from ctxfuse_jax.experiments.bg_invariant.report import NAMES
+    from ctxfuse_jax.experiments.finished import read_finished
+
+    config, run_dir, _, _ = smoke_run
+    with pytest.raises(DataError, match=r"holds the datasets \['digits', 'objects'\]: name one"):
+        read_finished(str(run_dir))
+    for name, part in config.datasets.items():
+        finished = read_finished(str(run_dir), dataset=name)
+        assert [m.name for m in finished.models] == [f"{name}/seed_0"]
+        assert "mask" in finished.data.test.arrays
+        scores = finished_scores(finished.models[0], finished.data.test, config.eval.batch_size)
+        assert sorted(scores) == sorted(NAMES[m] for m in part.methods)
+        for method in part.methods:
+            with open(run_dir / name / "seed_0" / method / "eval.json") as f:
+                compared = matches_recorded(scores[NAMES[method]], json.load(f)["metrics"], f"{name} {method}")
+            # Phase 3's stages record accuracy alone; the classification stages their loss and entropy too.
+            assert len(compared) == (3 if method in ("vanilla", "attention") else 1)
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    os.remove(copy / "digits" / "seed_0" / "attention" / "eval.json")
+    with pytest.raises(DataError, match="digits/seed_0/attention has no eval.json"):
+        read_finished(str(copy), dataset="digits")

@@ -4,6 +4,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -206,17 +207,30 @@ def test_config_checks_refuse_bad_values(override, message):
         config_checks.check_config(config)
 
 
-def test_smoke_run_end_to_end(tmp_path, condition_steps):
-    """`configs/blur_study.py:smoke`: every table in report.md, figures, results with the fingerprint;
-    Table 1's multi-scale program and the models' program each compiled once for every condition."""
-    from ctxfuse_jax import config_checks
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, record_condition_steps):
+    """(config, workdir, the condition programs it built) of one `configs/blur_study.py:smoke` run,
+    claimed as the CLI claims it: this file's tests share it and must not change its files."""
+    from ctxfuse_jax import config_checks, provenance
+    from ctxfuse_jax import workdir as workdirs
     from ctxfuse_jax.experiments.blur_study import experiment
 
+    root = tmp_path_factory.mktemp("blur_study")
     config = load_config("smoke")
-    config.data.data_dir = str(tmp_path / "tfds")
+    config.data.data_dir = str(root / "tfds")
     config_checks.check_config(config)
-    workdir = tmp_path / "work"
-    experiment.run(config, str(workdir))
+    workdir = root / "work"
+    workdirs.claim(str(workdir), config, provenance.input_digests(config))
+    with pytest.MonkeyPatch.context() as patch:
+        condition_steps = record_condition_steps(patch)
+        experiment.run(config, str(workdir))
+    return config, workdir, condition_steps
+
+
+def test_smoke_run_end_to_end(smoke_run):
+    """`configs/blur_study.py:smoke`: every table in report.md, figures, results with the fingerprint;
+    Table 1's multi-scale program and the models' program each compiled once for every condition."""
+    config, workdir, condition_steps = smoke_run
     report = (workdir / "report.md").read_text()
     for title in ("Table 1", "Table 2", "Table 3", "Table 4", "Table 5", "Figure 4", "Table 6", "## Claims"):
         assert title in report
@@ -227,6 +241,40 @@ def test_smoke_run_end_to_end(tmp_path, condition_steps):
     assert [step._cache_size() for step in condition_steps] == [1, 1, 1]  # Table 1, base and scale models
     rows = (workdir / "table.csv").read_text().splitlines()
     assert any(row.startswith("0,table1,original@144,defocus,D8,top5,") for row in rows)
+
+
+def test_the_finished_workdir_reads_back_every_scored_classifier(smoke_run, finished_scores, matches_recorded,
+                                                                 tmp_path):
+    """`read_finished`: per seed every output the study scores (the original at each scale and
+    combination, the fine-tuned mixtures, ensembles), each scoring the sharp test split as results.json
+    says; a workdir missing one stage's result is refused, naming the stage."""
+    from ctxfuse_jax.errors import DataError
+    from ctxfuse_jax.experiments.blur_study import scoring
+    from ctxfuse_jax.experiments.finished import read_finished
+
+    config, workdir, _ = smoke_run
+    finished = read_finished(str(workdir))
+    assert [m.name for m in finished.models] == ["seed_0"]
+    scores = finished_scores(finished.models[0], finished.data.test, config.eval.batch_size)
+    sources = scoring.sources(config)
+    assert sorted(scores) == sorted(sources)
+    assert {"original@36", "original@72", "original@144", "sharp_d2468@72", "large_d2468@144"} <= set(scores)
+    summary = json.loads((workdir / "results.json").read_text())["summary"]["0"]
+    checked = []
+    for name, values in scores.items():
+        key = f"{sources[name]}/{name}/sharp/sharp"  # the programs that score sharp images
+        if f"{key}/top1" in summary:
+            recorded = {ours: summary[f"{key}/{metric}"]
+                        for ours, metric in (("accuracy", "top1"), ("loss", "cross_entropy"), ("entropy", "entropy"))}
+            assert matches_recorded(values, recorded, name) == ["accuracy", "loss", "entropy"]
+            checked.append(name)
+    assert {"original@72", "sharp_d2468@72"} <= set(checked)
+
+    copy = tmp_path / "copy"
+    shutil.copytree(workdir, copy)
+    os.remove(copy / "seed_0" / "sharp_d2468" / "eval.json")
+    with pytest.raises(DataError, match="seed_0/sharp_d2468 has no eval.json"):
+        read_finished(str(copy))
 
 
 def test_the_imagenet_preset_starts_from_converted_weights(tmp_path):

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -184,33 +185,49 @@ def test_the_release_is_scored_through_the_class_map(release, tmp_path):
 # --- the embedded data, end to end, with a finished fusion workdir ----------------------------
 
 
-def test_smoke_run_with_a_fusion_workdir_read_only(tmp_path, snapshot, monkeypatch, condition_steps):
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory, snapshot, record_condition_steps):
+    """A `configs/fusion.py:smoke` run, then a `configs/in9.py:smoke` run reading it by a relative path
+    from their common directory, both claimed as the CLI claims them; this file's tests share them and
+    must not change their files. Also: the in9 run's condition programs, and whether it left the fusion
+    workdir as it was."""
     from ctxfuse_jax import provenance, workdir
     from ctxfuse_jax.experiments.fusion import experiment as fusion_experiment
     from ctxfuse_jax.experiments.in9 import experiment
 
+    root = tmp_path_factory.mktemp("in9")
     spec = importlib.util.spec_from_file_location("fusion_config", os.path.join(ROOT, "configs", "fusion.py"))
     fusion_module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fusion_module)
     fusion_config = fusion_module.get_config("smoke")
     for data in (fusion_config.data, fusion_config.streams.fg.data, fusion_config.streams.bg.data):
-        data.data_dir = str(tmp_path / "tfds")
-    fusion_dir = str(tmp_path / "fusion")
+        data.data_dir = str(root / "tfds")
+    fusion_dir = str(root / "fusion")
     workdir.claim(fusion_dir, fusion_config, provenance.input_digests(fusion_config), write=True)
     fusion_rows = fusion_experiment.run(fusion_config, fusion_dir)[0]
-    condition_steps.clear()  # the fusion run's own program is counted only when its module is first imported here
 
     config = load_config("smoke")
-    config.data.data_dir = str(tmp_path / "tfds")
-    monkeypatch.chdir(tmp_path)
+    config.data.data_dir = str(root / "tfds")
     config.fusion_workdir = "fusion"  # relative, as users type it
     config.analysis.progress_images = 0  # all: the progress evaluation then scores what the table scores
-    config_checks.check_config(config)  # among others: the fusion run's data is this run's
-    before = snapshot(fusion_dir)
-    in9_dir = tmp_path / "in9"
-    in9_dir.mkdir()
-    results = experiment.run(config, str(in9_dir))
-    assert snapshot(fusion_dir) == before  # read, never written
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        # The fusion run's own program is counted only when its module is first imported here: not recorded.
+        condition_steps = record_condition_steps(patch)
+        config_checks.check_config(config)  # among others: the fusion run's data is this run's
+        before = snapshot(fusion_dir)
+        in9_dir = root / "in9"
+        workdir.claim(str(in9_dir), config, provenance.input_digests(config), write=True)
+        results = experiment.run(config, str(in9_dir))
+        unchanged = snapshot(fusion_dir) == before
+    return dict(root=root, fusion_rows=fusion_rows, config=config, in9_dir=in9_dir, results=results,
+                condition_steps=condition_steps, fusion_unchanged=unchanged)
+
+
+def test_smoke_run_with_a_fusion_workdir_read_only(smoke_runs):
+    fusion_rows, config, in9_dir, results, condition_steps = (
+        smoke_runs[k] for k in ("fusion_rows", "config", "in9_dir", "results", "condition_steps"))
+    assert smoke_runs["fusion_unchanged"]  # read, never written
     # One program per architecture scored all conditions of all its models: five classifiers trained
     # here (and the Original one while it trained), the fusion workdir's four heads.
     assert [step._cache_size() for step in condition_steps] == [1, 1]
@@ -239,3 +256,36 @@ def test_smoke_run_with_a_fusion_workdir_read_only(tmp_path, snapshot, monkeypat
     report = (in9_dir / "report.md").read_text()
     assert all(f"\n{i}. *" in report for i in range(1, 8))  # six claims of the paper and the fusion lens
     assert report.count("reproduced**") == 6
+
+
+def test_the_finished_workdir_reads_back_every_classifier_and_the_fusion_lens(smoke_runs, finished_scores,
+                                                                             matches_recorded, monkeypatch, tmp_path):
+    """`read_finished`: per seed a classifier per training variant, and the fusion workdir's heads as
+    the report names them, each scoring the usable test split as the run recorded; a workdir missing
+    one stage's result is refused, naming the stage."""
+    from ctxfuse_jax.errors import DataError
+    from ctxfuse_jax.experiments.finished import read_finished
+
+    config, in9_dir, results = smoke_runs["config"], smoke_runs["in9_dir"], smoke_runs["results"]
+    monkeypatch.chdir(smoke_runs["root"])  # the config names the fusion workdir relative to it
+    finished = read_finished(str(in9_dir))
+    assert [m.name for m in finished.models] == ["seed_0", "fusion/seed_0"]
+    assert "mask" in finished.data.test.arrays
+    trained = finished_scores(finished.models[0], finished.data.test, config.train.batch_size)
+    assert sorted(trained) == sorted(f"{in9_data.NAMES[v]}-trained" for v in config.train_variants)
+    with open(in9_dir / "seed_0" / "train_original" / "eval.json") as f:  # its stage tested on Original images
+        recorded = json.load(f)["metrics"]
+    assert matches_recorded(trained["Original-trained"], recorded, "Original-trained") == ["accuracy", "loss",
+                                                                                            "entropy"]
+    fusion = finished_scores(finished.models[1], finished.data.test, config.eval.batch_size)
+    assert sorted(fusion) == sorted(f"fusion {m}" for m in ("FG", "BG", "Joint", "FG-conv"))
+    # On Original images, as the evaluator scored every one of them.
+    for model, values in {**trained, **fusion}.items():
+        measured = {**results["trained"][0]["models"], **results["fusion"][0]}[model]
+        matches_recorded(values, {"accuracy": measured["accuracy"]["original"]}, model)
+
+    copy = tmp_path / "copy"
+    shutil.copytree(in9_dir, copy)
+    os.remove(copy / "seed_0" / "train_original" / "eval.json")
+    with pytest.raises(DataError, match="seed_0/train_original has no eval.json"):
+        read_finished(str(copy))

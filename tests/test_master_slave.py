@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -110,11 +111,23 @@ def test_psnr_matches_the_closed_form():
     assert experiment.psnr(clean, worse) == pytest.approx((10 * np.log10(255 ** 2 / 256) + 100) / 2)
 
 
-def test_smoke_run_end_to_end_and_resume(tmp_path):
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """(config, workdir, summary) of one `configs/master_slave.py:smoke` run, claimed as the CLI claims
+    it: this file's tests share it and must not change its files."""
+    from ctxfuse_jax import provenance
+    from ctxfuse_jax import workdir as workdirs
+
+    root = tmp_path_factory.mktemp("master_slave")
     config = load_config("smoke")
-    config.data.data_dir = str(tmp_path / "tfds")
-    workdir = str(tmp_path / "run")
-    first = experiment.run(config, workdir)
+    config.data.data_dir = str(root / "tfds")
+    workdir = str(root / "run")
+    workdirs.claim(workdir, config, provenance.input_digests(config))
+    return config, workdir, experiment.run(config, workdir)
+
+
+def test_smoke_run_end_to_end_and_resume(smoke_run):
+    config, workdir, first = smoke_run
     with open(os.path.join(workdir, "results.json")) as f:
         results = json.load(f)["results"]["0"]
     methods = {"VGG-16", "AlexNet", "MS", "AMS", "MAP", "DA fc8", "ST", "DC"}
@@ -135,6 +148,44 @@ def test_smoke_run_end_to_end_and_resume(tmp_path):
     assert "## Claims" in report and "| MS | " in report
     # Re-running finds every stage complete and reproduces the numbers.
     assert experiment.run(config, workdir) == first
+
+
+def test_the_finished_workdir_reads_back_every_classifier_of_images(smoke_run, finished_scores, matches_recorded,
+                                                                    classifier_names, tmp_path):
+    """`read_finished`: per seed the base models, the slave's decisions and fine-tuned branches and
+    the baselines, each scoring the clean test split as the run recorded; DC only with a shared mask
+    (per class it needs the true label); a workdir missing one stage's result is refused."""
+    from ctxfuse_jax.errors import DataError
+    from ctxfuse_jax.experiments.finished import read_finished
+
+    config, workdir, _ = smoke_run
+    finished = read_finished(workdir)
+    assert [m.name for m in finished.models] == ["seed_0"]
+    scores = finished_scores(finished.models[0], finished.data.test, config.eval.batch_size)
+    # The stages that tested a classifier on the clean test split; the decisions' top-1 is results.json's.
+    stages = {"VGG-16": "base_vgg16", "AlexNet": "base_alexnet", "DA fc8": "augmentation_fc8", "ST": "stability",
+              "branch jpeg 5-20": "branch_1", "branch jpeg2000 10-50": "branch_2"}
+    assert sorted(scores) == sorted({"MS", "AMS", "MAP", *stages})
+    with open(os.path.join(workdir, "results.json")) as f:
+        clean = json.load(f)["results"]["0"]["table"]["clean"]
+    assert set(scores) <= set(stages) | set(clean)
+    for name, values in scores.items():
+        if name in stages:
+            with open(os.path.join(workdir, "seed_0", stages[name], "eval.json")) as f:
+                assert matches_recorded(values, json.load(f)["metrics"], name) == ["accuracy", "loss", "entropy"]
+        if name in clean:
+            matches_recorded(values, {"accuracy": clean[name]}, name)
+
+    shared = ml_collections.ConfigDict(finished.config.to_dict())
+    shared.baselines.masking.per_class = False  # the mask is made when read, as the run makes it: no training
+    (models,) = experiment.finished(workdir, shared).models
+    assert set(classifier_names(models, finished.data.test)) == {*scores, "DC"}
+
+    copy = tmp_path / "copy"
+    shutil.copytree(workdir, copy)
+    os.remove(copy / "seed_0" / "branch_1" / "eval.json")
+    with pytest.raises(DataError, match="seed_0/branch_1 has no eval.json"):
+        read_finished(str(copy))
 
 
 def test_the_imagenet_preset_checks_and_starts_from_converted_weights(tmp_path):

@@ -26,22 +26,24 @@ import numpy as np
 from ctxfuse_jax.data import pipeline
 from ctxfuse_jax.data.pipeline import steps_per_epoch, to_unit_float
 from ctxfuse_jax.degrade import patterns
+from ctxfuse_jax.errors import DataError
 from ctxfuse_jax.evaluate.conditions import build_families
 from ctxfuse_jax.evaluate.evaluator import ConditionScorer, ConditionScores, frozen_players
 from ctxfuse_jax.evaluate.scoring import per_example_outputs, score_split
 from ctxfuse_jax.experiments.bg_invariant import data as bg_data
-from ctxfuse_jax.experiments.bg_invariant import game, masks, outputs
+from ctxfuse_jax.experiments.bg_invariant import game, masks, outputs, report
 from ctxfuse_jax.experiments.bg_invariant.choices import ATTENTION, BACKGROUND_METHODS, TABLE, VANILLA
 from ctxfuse_jax.experiments.bg_invariant.game import CLASSIFIER, GENERATOR, MASK_NET
 from ctxfuse_jax.experiments.classification import (
     Learner, classifier_module, image_inputs, image_sample, train_classifier, train_players)
+from ctxfuse_jax.experiments.finished import Finished, FinishedModels, stage_players
 from ctxfuse_jax.experiments.in9 import experiment as in9_experiment
 from ctxfuse_jax.models import attention, build_model, restrict_variables
 from ctxfuse_jax.ops.conv import conv_module
 from ctxfuse_jax.train import losses, sharding
 from ctxfuse_jax.train.loop import LoopOptions
 from ctxfuse_jax.train.monitor import METRICS_FILE
-from ctxfuse_jax.train.state import PlayerSpec, TrainState
+from ctxfuse_jax.train.state import PlayerSpec, TrainState, init_variables
 from ctxfuse_jax.train.steps import make_eval_step
 
 GLOBAL = "global"  # the attention baseline's frozen global CNN: the vanilla model, truncated
@@ -225,26 +227,33 @@ class Seed:
         settings = self.part_config.attention
         init_rng, _, train_rng = _rngs(self.seed, ATTENTION)
         train = self.part.data.train
-        global_module, global_variables = self.global_cnn(vanilla)
+        global_module, global_variables = global_cnn(self.classifier, self.part_config, self.part, vanilla)
         head = attention_head(self.part_config, self.part.data.num_classes)
-        size = self.part.image_size
-        features = jax.eval_shape(lambda x: global_module.apply(global_variables, x),
-                                  jax.ShapeDtypeStruct((1, size, size, self.part.channels), jnp.float32))
-        sample = (jax.ShapeDtypeStruct((1, settings.crop_size, settings.crop_size, self.part.channels), jnp.float32),
-                  jax.ShapeDtypeStruct(features.shape, jnp.float32))
         trained = train_classifier(
             ATTENTION, functools.partial(attention_logits, settings),
-            learners={ATTENTION: Learner(head, sample, init_rng)}, frozen={GLOBAL: (global_module, global_variables)},
+            learners={ATTENTION: Learner(head, attention_sample(self.part_config, self.part, global_module,
+                                                                global_variables), init_rng)},
+            frozen={GLOBAL: (global_module, global_variables)},
             train_split=train, test_split=self.part.data.test, train_config=settings.train, seed=self.seed,
             train_rng=train_rng, workdir=self.dir, mesh=self.mesh, loop=self.loop,
             fingerprint={**_fingerprint(self.config, self.part_config, ATTENTION), "attention": settings.to_dict()})
         return {**trained.variables, GLOBAL: global_variables}, trained.metrics
 
-    def global_cnn(self, vanilla: dict):
-        """The vanilla classifier cut after `attention.layer`: the global CNN whose map gives the box."""
-        module = self.classifier.clone(stop_at=self.part_config.attention.layer)
-        shape = (1, self.part.image_size, self.part.image_size, self.part.channels)
-        return module, restrict_variables(vanilla, module, shape)
+
+def global_cnn(classifier, part_config: ml_collections.ConfigDict, part: bg_data.Part, vanilla: dict):
+    """The vanilla classifier cut after `attention.layer`: the global CNN whose map gives the box."""
+    module = classifier.clone(stop_at=part_config.attention.layer)
+    return module, restrict_variables(vanilla, module, (1, part.image_size, part.image_size, part.channels))
+
+
+def attention_sample(part_config: ml_collections.ConfigDict, part: bg_data.Part, global_module,
+                     global_variables) -> tuple[jax.ShapeDtypeStruct, ...]:
+    """What the attention head is initialised on: a crop, and the global CNN's features of an image."""
+    size, channels, crop = part.image_size, part.channels, part_config.attention.crop_size
+    features = jax.eval_shape(global_module.apply, global_variables,
+                              jax.ShapeDtypeStruct((1, size, size, channels), jnp.float32))
+    return (jax.ShapeDtypeStruct((1, crop, crop, channels), jnp.float32),
+            jax.ShapeDtypeStruct(features.shape, jnp.float32))
 
 
 def attention_head(part_config: ml_collections.ConfigDict, num_classes: int):
@@ -341,6 +350,50 @@ def run_seed(config, part_config, part: bg_data.Part, seed: int, seed_dir: str, 
         curves[stage] = epoch_curves(os.path.join(seed_dir, stage),
                                      steps_per_epoch(len(part.data.train), train_config.batch_size))
     return {"models": models, "stages": metrics, "curves": curves, "mask_net": mask_net}
+
+
+def finished(workdir: str, config: ml_collections.ConfigDict, dataset: str | None = None) -> Finished:
+    """Every seed's classifier per method of one dataset ("Vanilla", "Attention", "Black bg", ...,
+    as the report names them), on its plain-background test split with the true masks (Table 1's);
+    `dataset` names it, and may be left out when the run has one. The mask generator and the
+    background generator classify nothing; the scenes of seed 004's evaluation are not the split."""
+    if dataset is None and len(config.datasets) == 1:
+        dataset = next(iter(config.datasets))
+    if dataset not in config.datasets:
+        raise DataError(f"{workdir} holds the datasets {list(config.datasets)}: name one of them "
+                        f"(dataset=...), got {dataset!r}")
+    part_config = config.datasets[dataset]
+    part = bg_data.load_part(dataset, part_config)
+    classifier = _classifier(config, part_config, part.data.num_classes)
+    shapes = jax.eval_shape(lambda: init_variables(classifier, jax.random.PRNGKey(0),
+                                                   *(jnp.zeros(s.shape) for s in image_sample(part.data.test))))
+    methods = [VANILLA, *(m for m in part_config.methods if m != VANILLA)]
+    specs = {m: PlayerSpec(classifier) for m in methods if m != ATTENTION}
+    if ATTENTION in methods:
+        global_module, global_shapes = global_cnn(classifier, part_config, part, shapes)
+        head = attention_head(part_config, part.data.num_classes)
+        sample = attention_sample(part_config, part, global_module, global_shapes)
+        head_shapes = jax.eval_shape(lambda: init_variables(head, jax.random.PRNGKey(0),
+                                                            *(jnp.zeros(s.shape) for s in sample)))
+        specs.update({GLOBAL: PlayerSpec(global_module), ATTENTION: PlayerSpec(head)})
+    attention = functools.partial(attention_logits, part_config.attention)
+
+    def logits(fw, images):
+        return {report.NAMES.get(m, m): attention(fw, images, False) if m == ATTENTION else fw(m, images)
+                for m in methods}
+
+    models = []
+    for seed in part_config.seeds or config.seeds:
+        seed_dir = f"{dataset}/seed_{seed}"
+        variables = {}
+        for method in methods:
+            if method == ATTENTION:
+                variables.update(stage_players(workdir, f"{seed_dir}/{method}",
+                                               {GLOBAL: global_shapes, ATTENTION: head_shapes}))
+            else:
+                variables[method] = stage_players(workdir, f"{seed_dir}/{method}", {CLASSIFIER: shapes})[CLASSIFIER]
+        models.append(FinishedModels(seed_dir, specs, logits, variables))
+    return Finished(workdir, config, part.data, tuple(models))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:

@@ -32,9 +32,11 @@ from ctxfuse_jax.experiments.blur_study.choices import ORIGINAL, SHARP
 from ctxfuse_jax.experiments.blur_study.geometry import Geometry, at_scale, geometry
 from ctxfuse_jax.experiments.blur_study.mixtures import Mixture, batch_images, train_images
 from ctxfuse_jax.experiments.classification import Learner, classifier_module, train_classifier, train_players
+from ctxfuse_jax.experiments.finished import Finished, FinishedModels, stage_players
 from ctxfuse_jax.models import build_model, restrict_variables
 from ctxfuse_jax.train import losses, sharding
 from ctxfuse_jax.train.loop import LoopOptions
+from ctxfuse_jax.train.state import PlayerSpec, init_variables
 from ctxfuse_jax.train.steps import Update, make_eval_step
 from ctxfuse_jax.weights import load_pretrained
 
@@ -265,6 +267,29 @@ def run_seed(config, study: Study, scorers: scoring.Scorers, families: list[Fami
         segmentation = segmentation_scores(study, segmenters, [by_name[name] for name in settings.conditions])
     return {"stages": stages, "scores": scores, "invariance": invariance_result,
             "segmentation": segmentation}
+
+
+def finished(workdir: str, config: ml_collections.ConfigDict) -> Finished:
+    """Every classifier the study scores (`scoring.every_output`: 'original@72', 'original@72+144',
+    'sharp_d4@72', ensembles, ...), per seed, on the test split at the canonical scale; the
+    segmenters label pixels, not images, and are left out."""
+    data = load_labelled(config.data)
+    study = Study(config, data, mesh=None, workdir=workdir)
+    shapes = jax.eval_shape(lambda: init_variables(study.classifier, jax.random.PRNGKey(0),
+                                                   *(jnp.zeros(s.shape) for s in study._sample())))
+    program = scoring.every_output(config)
+    # Converted weights, as `Study.original` loads them: every seed's original model.
+    weights = config.pretrained.weights
+    converted = {ORIGINAL: load_pretrained(weights, study.classifier)} if weights else {}
+    models = []
+    for seed in config.seeds:
+        variables = dict(converted)
+        for stage in program.players:
+            if stage not in variables:
+                variables[stage] = stage_players(workdir, f"seed_{seed}/{stage}", {CLASSIFIER: shapes})[CLASSIFIER]
+        models.append(FinishedModels(f"seed_{seed}", {p: PlayerSpec(study.dense) for p in program.players},
+                                     program.logits, variables))
+    return Finished(workdir, config, data, tuple(models))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:

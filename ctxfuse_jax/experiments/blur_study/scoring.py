@@ -92,6 +92,14 @@ def programs(config: ml_collections.ConfigDict) -> dict[str, Program]:
     return found
 
 
+def every_output(config: ml_collections.ConfigDict) -> Program:
+    """All the programs' outputs and ensembles as one program, on every condition: each classifier
+    the study scores, for scoring them all elsewhere (`experiment.finished`)."""
+    found = programs(config).values()
+    return Program({name: p for program in found for name, p in program.outputs.items()},
+                   {name: members for program in found for name, members in program.ensembles.items()}, None)
+
+
 def sources(config: ml_collections.ConfigDict) -> dict[str, str]:
     """{output name: the program (results key) that scores it}."""
     return {name: key for key, program in programs(config).items() for name in program.names}

@@ -25,6 +25,7 @@ from ctxfuse_jax.experiments import feature_cache
 from ctxfuse_jax.experiments.classification import Learner, image_sample, train_classifier
 from ctxfuse_jax.experiments.feature_cache import StreamFeatures
 from ctxfuse_jax.experiments.fusion import analysis, report
+from ctxfuse_jax.experiments.fusion.finished import finished  # noqa: F401  (`read_finished` looks here)
 from ctxfuse_jax.experiments.fusion.networks import (MODELS, REFERENCE_SIZE, ROLES, STREAMS_OF, all_logits,
                                                      backbone_module, head_logits, head_module, stream_feature,
                                                      stream_module, streams_then_head)

@@ -24,18 +24,19 @@ import numpy as np
 from ctxfuse_jax import degrade
 from ctxfuse_jax.data.pipeline import steps_per_epoch, to_unit_float
 from ctxfuse_jax.data.sources import Labelled, load_labelled
+from ctxfuse_jax.errors import DataError
 from ctxfuse_jax.evaluate import apply_tapped, gradcam
 from ctxfuse_jax.evaluate.conditions import Family, build_families, chosen_examples
 from ctxfuse_jax.evaluate.evaluator import ConditionScorer, ConditionScores, frozen_players
 from ctxfuse_jax.experiments.classification import Learner, classifier_module, image_sample, train_classifier
+from ctxfuse_jax.experiments.finished import Finished, FinishedModels, stage_players
 from ctxfuse_jax.experiments.fusion import finished as fusion_finished
-from ctxfuse_jax.experiments.fusion import networks as fusion_networks
 from ctxfuse_jax.experiments.in9 import data as in9_data
 from ctxfuse_jax.experiments.in9 import measures, outputs
 from ctxfuse_jax.train import sharding
 from ctxfuse_jax.train.loop import LoopOptions
 from ctxfuse_jax.train.monitor import METRICS_FILE
-from ctxfuse_jax.train.state import PlayerSpec
+from ctxfuse_jax.train.state import PlayerSpec, init_variables
 
 VARIANTS = "in9"  # the config's variant family (every test variant)
 CHALLENGE = "challenge"  # the config's composite family
@@ -180,23 +181,10 @@ def seed_measures(scores: ConditionScores, model: str, data: Labelled, donors: n
 
 def fusion_scores(config, data: Labelled, scorer: Scorer) -> dict[int, dict[str, ConditionScores]]:
     """{seed: scores of every classifier} of a finished fusion workdir, in one program for all."""
-    fusion_config, models = fusion_finished.load_models(config.fusion_workdir, data.num_classes)
-    stream = fusion_networks.stream_module(fusion_config)
-    specs = {f"{role}_stream": PlayerSpec(stream) for role in fusion_networks.ROLES}
-    heads = list(next(iter(models.values()))[1])  # the classifiers the workdir holds, e.g. FG, BG, Joint
-    specs.update({f"head_{m}": PlayerSpec(fusion_networks.head_module(m, fusion_config, data.num_classes))
-                  for m in heads})
-
-    def logits(fw, images):
-        return {fusion_name(m): v for m, v in fusion_networks.all_logits(fw, images, heads).items()}
-
-    scorer.add_architecture("fusion", specs, logits)
-    results = {}
-    for seed, (streams, head_variables) in models.items():
-        players = frozen_players({**{f"{r}_stream": streams[r] for r in fusion_networks.ROLES},
-                                  **{f"head_{m}": v for m, v in head_variables.items()}})
-        results[int(seed)] = scorer.score("fusion", players)
-    return results
+    _, models = fusion_finished.seed_models(config.fusion_workdir, data.num_classes, fusion_name)
+    first = next(iter(models.values()))  # every seed holds the same classifiers, e.g. FG, BG, Joint
+    scorer.add_architecture("fusion", first.specs, first.logits_fn)
+    return {seed: scorer.score("fusion", frozen_players(m.variables)) for seed, m in models.items()}
 
 
 def run_seed(config, data: Labelled, seed: int, seed_dir: str, mesh, scorer: Scorer, donors: np.ndarray,
@@ -212,6 +200,33 @@ def run_seed(config, data: Labelled, seed: int, seed_dir: str, mesh, scorer: Sco
         models[name]["gradcam_mass"] = float(np.nanmean(mass))
     per_epoch = steps_per_epoch(len(data.train), config.train.batch_size)
     return {"models": models, "stages": stages, "progress": progress_points(seed_dir, per_epoch)}, cams
+
+
+def finished(workdir: str, config: ml_collections.ConfigDict) -> Finished:
+    """Every seed's classifier per training variant ("Original-trained", ...) on the usable test
+    split, and those of the fusion workdir it read ("fusion FG", ...), when one was given."""
+    if config.data.name == in9_data.RELEASE:
+        raise DataError(f"{workdir} scored the released folders: it trained nothing, and its pretrained models "
+                        "(`pretrained`, through class maps) are read from their own weight files")
+    data, _ = in9_data.usable(load_labelled(config.data))
+    module = classifier_module(config, data.num_classes)
+    shapes = jax.eval_shape(lambda: init_variables(module, jax.random.PRNGKey(0),
+                                                   *(jnp.zeros(s.shape) for s in image_sample(data.test))))
+    stages = {f"train_{v}": trained_name(v) for v in config.train_variants}  # player: the classifier it is
+    specs = {stage: PlayerSpec(module) for stage in stages}
+
+    def logits(fw, images):
+        return {name: fw(stage, images) for stage, name in stages.items()}
+
+    models = []
+    for seed in config.seeds:
+        variables = {stage: stage_players(workdir, f"seed_{seed}/{stage}", {"classifier": shapes})["classifier"]
+                     for stage in stages}
+        models.append(FinishedModels(f"seed_{seed}", specs, logits, variables))
+    if config.fusion_workdir:
+        _, fusion = fusion_finished.seed_models(config.fusion_workdir, data.num_classes, fusion_name)
+        models += [dataclasses.replace(m, name=f"fusion/{m.name}") for m in fusion.values()]
+    return Finished(workdir, config, data, tuple(models))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:

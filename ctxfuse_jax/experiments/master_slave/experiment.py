@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Mapping
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -27,16 +28,20 @@ import numpy as np
 from ctxfuse_jax.data import degraded, quality_bins
 from ctxfuse_jax.data.pipeline import ArraySplit, to_unit_float
 from ctxfuse_jax.data.sources import Labelled, load_labelled
+from ctxfuse_jax.evaluate.evaluator import frozen_players
 from ctxfuse_jax.evaluate.scoring import per_example_outputs
 from ctxfuse_jax.experiments.classification import (Learner, classification_evaluation, image_inputs,
                                                     image_sample, train_classifier, train_players)
+from ctxfuse_jax.experiments.finished import Finished, FinishedModels, stage_players
 from ctxfuse_jax.experiments.master_slave import baselines, decisions, outputs
 from ctxfuse_jax.models import build_model, cut_at, receptive_field, restrict_variables, split_at
 from ctxfuse_jax.models.precision import compute_dtype
 from ctxfuse_jax.models.variables import flatten, unflatten
 from ctxfuse_jax.train import losses, sharding
+from ctxfuse_jax.train.forward import Forward
 from ctxfuse_jax.train.loop import LoopOptions
 from ctxfuse_jax.train.monitor import Progress
+from ctxfuse_jax.train.state import PlayerSpec, init_variables
 from ctxfuse_jax.train.steps import Update
 from ctxfuse_jax.weights import load_pretrained
 
@@ -217,39 +222,66 @@ def feature_stages(study: Study) -> tuple[str, ...]:
     return (config.slave.split, *config.baselines.augmentation.splits.values(), config.baselines.masking.stage)
 
 
-def predictions(study: Study):
-    """One program: `(variables, batch) -> {method: top-1 class}` for every base model, the slave's
-    three decisions and each baseline, and the master's bin under 'bin'. The base model's layers run
-    once for all the models that share them: the slave's trunk for its branches (the base model's
-    own rest is branch 1), its features at each augmentation split for that model's fine-tuned
-    layers, at the masked stage for the masked copy."""
-    base_key = study.config.slave.base
-    pieces = cut_at(study.base, feature_stages(study))
-    split, masked = study.config.slave.split, study.config.baselines.masking.stage
-    per_class = study.config.baselines.masking.per_class
+def scoring_modules(study: Study) -> dict[str, nn.Module]:
+    """The players of the scoring program by name: the other base models (`base_<key>`), the base
+    model in pieces cut at `feature_stages` (`piece_<i>`), the slave's fine-tuned branches
+    (`branch_<i>`, i >= 1), the master, the layers after each augmentation model's cut
+    (`augmentation_<name>`) and after the masked stage (`cloak`, the base model's), and the
+    stability-trained model."""
+    config, base_key = study.config, study.config.slave.base
+    modules = {f"base_{key}": module for key, module in study.modules.items() if key != base_key}
+    modules.update({f"piece_{i}": piece for i, (_, piece) in enumerate(cut_at(study.base, feature_stages(study)))})
+    modules.update({f"branch_{i}": study.slave.branch for i in range(1, len(study.bins.bins))})
+    modules[MASTER] = study.master_module
+    modules.update({f"augmentation_{name}": study.base.clone(start_at=stage)
+                    for name, stage in config.baselines.augmentation.splits.items()})
+    modules["cloak"] = study.base.clone(start_at=config.baselines.masking.stage)
+    modules["stability"] = study.base
+    return modules
+
+
+def classify(study: Study, forward, images: jax.Array, mask: jax.Array | None = None
+             ) -> tuple[dict[str, jax.Array], list[jax.Array], jax.Array]:
+    """({method: logits}, the slave's branches' logits, the master's bin probabilities) of `images`
+    for every base model, the slave's three decisions and each baseline; `forward(player, x)` runs
+    `scoring_modules`' players. DC only with `mask` (its features' mask, per image or shared).
+
+    The base model's layers run once for all the models that share them: the slave's trunk for its
+    branches (the base model's own rest is branch 1), its features at each augmentation split for
+    that model's fine-tuned layers, at the masked stage for the masked copy."""
+    config, base_key = study.config, study.config.slave.base
+    split, masked = config.slave.split, config.baselines.masking.stage
     branch_of_bin = np.arange(len(study.bins.bins))
+    logits = {study.labels[key]: forward(f"base_{key}", images) for key in study.modules if key != base_key}
+    features, x = {}, images
+    for i, (stage, _) in enumerate(cut_at(study.base, feature_stages(study))):
+        x = features[stage] = forward(f"piece_{i}", x)
+    logits[study.labels[base_key]] = x
+    branch_logits = [x] + [forward(f"branch_{i}", features[split]) for i in range(1, len(study.bins.bins))]
+    branch_probs = jnp.stack([jax.nn.softmax(b.astype(jnp.float32)) for b in branch_logits])
+    master_probs = jax.nn.softmax(forward(MASTER, images).astype(jnp.float32))
+    probs = {MS: decisions.switched(branch_probs, master_probs, branch_of_bin),
+             AMS: decisions.max_pooled(branch_probs),
+             MAP: decisions.map_combined(branch_probs, master_probs, branch_of_bin)}
+    logits.update({name: decisions.as_logits(p) for name, p in probs.items()})
+    for name, stage in config.baselines.augmentation.splits.items():
+        logits[f"DA {name}"] = forward(f"augmentation_{name}", features[stage])
+    logits["ST"] = forward("stability", images)
+    if mask is not None:
+        logits["DC"] = forward("cloak", features[masked] * mask)
+    return logits, branch_logits, master_probs
+
+
+def predictions(study: Study):
+    """One program: `(variables, batch) -> {method: top-1 class}` for every method `classify` gives
+    (DC with the true label's mask under `masking.per_class`), and the master's bin under 'bin'."""
+    specs = {player: PlayerSpec(module) for player, module in scoring_modules(study).items()}
+    per_class = study.config.baselines.masking.per_class
 
     def program(variables, batch):
-        images = to_unit_float(batch["image"])
-        logits = {study.labels[key]: module.apply(variables["base"][key], images)
-                  for key, module in study.modules.items() if key != base_key}
-        features, x = {}, images
-        for (stage, piece), piece_variables in zip(pieces, variables["pieces"]):
-            x = features[stage] = piece.apply(piece_variables, x)
-        logits[study.labels[base_key]] = x
-        branch_logits = [x] + [study.slave.branch.apply(v, features[split]) for v in variables["branches"]]
-        branch_probs = jnp.stack([jax.nn.softmax(b.astype(jnp.float32)) for b in branch_logits])
-        master_probs = jax.nn.softmax(study.master_module.apply(variables[MASTER], images).astype(jnp.float32))
-        probs = {MS: decisions.switched(branch_probs, master_probs, branch_of_bin),
-                 AMS: decisions.max_pooled(branch_probs),
-                 MAP: decisions.map_combined(branch_probs, master_probs, branch_of_bin)}
-        logits.update({name: decisions.as_logits(p) for name, p in probs.items()})
-        for name, stage in study.config.baselines.augmentation.splits.items():
-            logits[f"DA {name}"] = study.base.clone(start_at=stage).apply(variables["augmentation"][name],
-                                                                          features[stage])
-        logits["ST"] = study.base.apply(variables["stability"], images)
         mask = variables["mask"][batch["label"]] if per_class else variables["mask"]  # per class: the label's
-        logits["DC"] = study.base.clone(start_at=masked).apply(variables["cloak"], features[masked] * mask)
+        forward = Forward(specs, frozen_players(variables["players"]))
+        logits, _, master_probs = classify(study, forward, to_unit_float(batch["image"]), mask)
         out = {name: jnp.argmax(value, axis=-1) for name, value in logits.items()}
         out["bin"] = jnp.argmax(master_probs, axis=-1)
         return out
@@ -257,22 +289,32 @@ def predictions(study: Study):
     return jax.jit(program)
 
 
-def scoring_variables(study: Study, models: Mapping[str, Any]) -> dict[str, Any]:
-    """What `predictions` reads, from the trained models of one seed: of every model built on the
-    base model, only the layers after its cut (the rest are the base model's)."""
-    base = models["base"][study.config.slave.base]
+def scoring_players(study: Study, models: Mapping[str, Any]) -> dict[str, Any]:
+    """The variables of `scoring_modules`' players, from the trained models of one seed: of every
+    model built on the base model, only the layers after its cut (the rest are the base model's)."""
+    config, base_key = study.config, study.config.slave.base
+    base = models["base"][base_key]
     shape = study.input_shape
 
     def after(stage: str, variables: Mapping[str, Any]) -> dict[str, Any]:
         return restrict_variables(variables, study.base.clone(start_at=stage), shape)
 
-    augmentation = study.config.baselines.augmentation.splits
-    return {"base": models["base"],
-            "pieces": [restrict_variables(base, piece, shape) for _, piece in cut_at(study.base, feature_stages(study))],
-            "branches": models["branches"][1:], MASTER: models[MASTER],
-            "augmentation": {name: after(stage, models["augmentation"][name]) for name, stage in augmentation.items()},
-            "stability": models["stability"], "cloak": after(study.config.baselines.masking.stage, base),
-            "mask": jnp.asarray(models["mask"])}
+    players = {f"base_{key}": v for key, v in models["base"].items() if key != base_key}
+    players.update({f"piece_{i}": restrict_variables(base, piece, shape)
+                    for i, (_, piece) in enumerate(cut_at(study.base, feature_stages(study)))})
+    players.update({f"branch_{i}": v for i, v in enumerate(models["branches"][1:], start=1)})
+    players[MASTER] = models[MASTER]
+    players.update({f"augmentation_{name}": after(stage, models["augmentation"][name])
+                    for name, stage in config.baselines.augmentation.splits.items()})
+    players["cloak"] = after(config.baselines.masking.stage, base)
+    players["stability"] = models["stability"]
+    # Both collections for every player, if empty: a piece may hold no variables, a model no batch norm.
+    return {player: {k: v.get(k, {}) for k in ("params", "batch_stats")} for player, v in players.items()}
+
+
+def scoring_variables(study: Study, models: Mapping[str, Any]) -> dict[str, Any]:
+    """What `predictions` reads: the players' variables and DC's feature mask."""
+    return {"players": scoring_players(study, models), "mask": jnp.asarray(models["mask"])}
 
 
 def psnr(clean: np.ndarray, worse: np.ndarray) -> float:
@@ -373,6 +415,61 @@ def train_seed(study: Study, seed: int, seed_dir: str) -> tuple[dict[str, Any], 
     models["stability"], stages["stability"] = study.stability(base, seed, seed_dir)
     models["mask"] = study.feature_mask(base, seed)
     return stages, models
+
+
+def read_seed(study: Study, workdir: str, seed: int) -> dict[str, Any]:
+    """One seed's models as `train_seed` gives them (without DC's mask), read from its finished stages."""
+    config, seed_dir = study.config, f"seed_{seed}"
+
+    def shapes(module) -> dict[str, Any]:
+        return jax.eval_shape(lambda: init_variables(module, jax.random.PRNGKey(0), jnp.zeros(study.input_shape)))
+
+    def read(stage: str, player: str, player_shapes) -> dict[str, Any]:
+        return stage_players(workdir, f"{seed_dir}/{stage}", {player: player_shapes})[player]
+
+    models = {"base": {}, "augmentation": {}}
+    for key, settings in config.models.items():
+        module = study.modules[key]
+        models["base"][key] = (load_pretrained(settings.weights, module) if settings.weights  # as `base_model`
+                               else read(f"base_{key}", CLASSIFIER, shapes(module)))
+    base = models["base"][config.slave.base]
+    models[MASTER] = read(MASTER, MASTER, shapes(study.master_module))
+    base_shapes = shapes(study.base)
+    own_branch = study.slave.variables(base)[1]
+    branch_shapes = study.slave.variables(base_shapes)[1]
+    models["branches"] = [own_branch] + [read(f"branch_{i}", BRANCH, branch_shapes)
+                                         for i in range(1, len(study.bins.bins))]
+    for name, stage in config.baselines.augmentation.splits.items():
+        split = split_at(study.base, stage, study.input_shape)
+        fine_tuned = read(f"augmentation_{name}", BRANCH, split.variables(base_shapes)[1])
+        models["augmentation"][name] = merged(split.variables(base)[0], fine_tuned)
+    models["stability"] = read("stability", CLASSIFIER, base_shapes)
+    return models
+
+
+def finished(workdir: str, config: ml_collections.ConfigDict) -> Finished:
+    """Every seed's classifiers of images on the clean test split: the base models ("VGG-16",
+    "AlexNet"), the slave's decisions ("MS", "AMS", "MAP": the master and the branches, all on the
+    image), its fine-tuned branches as whole models ("branch <bin>"; the clean bin's is the base
+    model), and the baselines ("DA <split>", "ST"; "DC" only with one shared mask: `masking.per_class`
+    picks the mask by the true label, so it is no function of the image). The master predicts
+    quality bins, not classes."""
+    data = load_labelled(config.data)
+    study = Study(config, data, sharding.make_mesh())
+    specs = {player: PlayerSpec(module) for player, module in scoring_modules(study).items()}
+    models = []
+    for seed in config.seeds:
+        trained = read_seed(study, workdir, seed)
+        shared_mask = None
+        if not config.baselines.masking.per_class:  # computed, as `train_seed` does, from the base model
+            shared_mask = jnp.asarray(study.feature_mask(trained["base"][config.slave.base], seed))
+
+        def logits(forward, images, mask=shared_mask):
+            methods, branches, _ = classify(study, forward, images, mask)
+            return {**methods, **{f"branch {b.name}": v for b, v in zip(study.bins.bins[1:], branches[1:])}}
+
+        models.append(FinishedModels(f"seed_{seed}", specs, logits, scoring_players(study, trained)))
+    return Finished(workdir, config, data, tuple(models))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
