@@ -1012,10 +1012,80 @@ def check_master_slave(config: Section) -> None:
                        "eval.table")
 
 
+# --- robustness: any finished workdir's classifiers under every corruption ---------------------
+
+
+def _check_finished_workdir(key: str, path: Any) -> None:
+    """A workdir whose run ended (results.json written, every stage with checkpoints finished), of an
+    experiment that trains classifiers; read, never written."""
+    from ctxfuse_jax.workdir import CONFIG_FILE, STAGE_RESULT_FILE  # light: json and os
+
+    if not isinstance(path, str) or not path:
+        fail(key, path, "must be the path of a finished workdir")
+    train = "train there first with `python -m ctxfuse_jax.main --config=configs/<experiment>.py --workdir=...`"
+    if not os.path.isdir(path):
+        fail(key, path, f"no such directory; {train}")
+    stored = os.path.join(path, CONFIG_FILE)
+    try:
+        with open(stored) as f:
+            experiment = json.load(f).get("experiment")
+    except (OSError, ValueError, AttributeError):
+        fail(key, path, f"holds no readable {CONFIG_FILE}, so no ctxfuse_jax run; {train}")
+    if experiment not in experiments.EXPERIMENTS or experiment == "robustness":
+        fail(key, path, f"holds a {experiment!r} run, which has no classifiers to score")
+    unfinished = sorted(os.path.relpath(root, path) for root, dirs, files in os.walk(path)
+                        if "checkpoints" in dirs and STAGE_RESULT_FILE not in files)
+    if unfinished or not os.path.isfile(os.path.join(path, "results.json")):
+        what = f"stage {unfinished[0]} has no {STAGE_RESULT_FILE}" if unfinished else "it has no results.json"
+        fail(key, path, f"is not finished ({what}): run its config there to the end first")
+
+
+def check_robustness(config: Section) -> None:
+    """configs/robustness.py: finished workdirs, the corruptions (preset levels), regions, variants, eval."""
+    from ctxfuse_jax.experiments.robustness import conditions as robustness_conditions  # light: no TensorFlow
+
+    workdirs = distinct_tuple(config, "", "workdirs", "paths of finished workdirs, e.g. "
+                              "--config.workdirs='(\"/tmp/sup\",)'", lambda p: isinstance(p, str) and bool(p))
+    for index, path in enumerate(workdirs):
+        _check_finished_workdir(f"workdirs[{index}]", path)
+    string(config, "", "baseline")
+    corruptions = section(config, "", "corruptions")
+    if not corruptions:
+        fail("corruptions", corruptions.to_dict(), "needs at least one corruption, e.g. "
+                                                   "dict(preset='imagenet_c/gaussian_blur', levels=())")
+    for name in corruptions:
+        key = f"corruptions.{name}"
+        entry = section(corruptions, "corruptions", name)
+        extra = sorted(set(entry) - {"preset", "levels"})
+        if extra:
+            fail(_dotted(key, extra[0]), entry[extra[0]], "is not a field of a corruption; its fields are "
+                                                          "('preset', 'levels')")
+        preset = registered(entry, key, "preset", _preset)
+        if field(entry, key, "levels"):
+            distinct_tuple(entry, key, "levels", f"levels of {preset.name} {preset.labels}",
+                           lambda level: level in preset.labels)
+        try:
+            robustness_conditions.corruptions({name: entry.to_dict()})
+        except ValueError as error:
+            fail(key, entry.to_dict(), str(error))
+    regions = distinct_tuple(config, "", "regions", f"regions {degrade_regions.REGIONS}",
+                             lambda r: r in degrade_regions.REGIONS)
+    if robustness_conditions.ALL not in regions:
+        fail("regions", regions, "must hold 'all': the summary and mCE are of the whole image corrupted")
+    if field(config, "", "variants"):
+        distinct_tuple(config, "", "variants", f"background variants {degrade_backgrounds.VARIANTS}",
+                       lambda v: v in degrade_backgrounds.VARIANTS)
+    evaluation = section(config, "", "eval")
+    integer(evaluation, "eval", "batch_size", 1)
+    integer(evaluation, "eval", "seed", 0, SEED_LIMIT - 1)
+    integer(evaluation, "eval", "num_images", 0, why="test images scored per workdir; 0: all")
+
+
 # One per experiment of `experiments.registry.EXPERIMENTS` (a test keeps the two in step).
 EXPERIMENT_CHECKS: dict[str, Callable[[Section], None]] = {
     "bg_invariant": check_bg_invariant, "blur_study": check_blur_study, "fusion": check_fusion,
-    "in9": check_in9, "master_slave": check_master_slave, "supervised": check_supervised}
+    "in9": check_in9, "master_slave": check_master_slave, "robustness": check_robustness,
+    "supervised": check_supervised}
 
 
 def check_config(config: Section) -> None:

@@ -57,6 +57,11 @@ def test_every_preset_of_every_config_file_passes(path, preset, tmp_path, monkey
         (tmp_path / path).write_bytes(b"converted weights")
     if "data" in config and config.data.get("root"):  # a folder of released images
         (tmp_path / config.data.root).mkdir()
+    if "workdirs" in config:  # the finished runs a robustness report scores
+        (tmp_path / "run").mkdir()
+        (tmp_path / "run" / "config.json").write_text('{"experiment": "supervised"}')
+        (tmp_path / "run" / "results.json").write_text("{}")
+        config.workdirs = ("run",)
     check_config(config)
 
 
@@ -83,7 +88,7 @@ BAD = [
     ("supervised", None, {"data.image_size": 7}, "config.data.image_size=7: must be an integer >= 16"),
     # top level
     ("supervised", None, {"experiment": "nope"}, "config.experiment='nope': unknown experiment 'nope'; choose "
-                                                 "one of ['bg_invariant', 'blur_study', 'fusion', 'in9', 'master_slave', 'supervised']"),
+                                                 "one of ['bg_invariant', 'blur_study', 'fusion', 'in9', 'master_slave', 'robustness', 'supervised']"),
     ("supervised", None, {"experiment": DELETE}, "config.experiment is missing"),
     ("supervised", None, {"seed": -1}, None),
     ("supervised", None, {"seed": 2 ** 32}, "must be an integer in [0, 4294967295]"),
@@ -243,7 +248,7 @@ def test_every_data_source_and_experiment_has_its_checks():
 
 
 def test_get_experiment_refuses_an_unknown_name_as_a_config_error():
-    with pytest.raises(ConfigError, match=r"unknown experiment 'nope'; choose one of \['bg_invariant', 'blur_study', 'fusion', 'in9', 'master_slave', 'supervised'\]"):
+    with pytest.raises(ConfigError, match=r"unknown experiment 'nope'; choose one of \['bg_invariant', 'blur_study', 'fusion', 'in9', 'master_slave', 'robustness', 'supervised'\]"):
         get_experiment("nope")
 
 

@@ -41,6 +41,9 @@ class FamilyScores:
     # Without a class map: was the label among the 5 most probable classes, and -log p(label) in nats.
     in_top5: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # model -> bool (levels, n)
     cross_entropy: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # model -> float32
+    # The predicted class's probability (max softmax; with a class map, of the arg-max source class):
+    # what calibration (ECE) compares with accuracy.
+    confidence: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # model -> float32 (levels, n)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +66,8 @@ class ConditionScores:
 
 def make_condition_step(specs: Mapping[str, PlayerSpec], logits_fn: LogitsFn, families: Sequence[Family],
                         class_map: np.ndarray | None = None):
-    """`step(players, batch, bank, family, level, key) -> {model: {prediction, entropy, ...}}`, jitted.
+    """`step(players, batch, bank, family, level, key) -> {model: {prediction, entropy, confidence, ...}}`,
+    jitted; `confidence` is the softmax probability of the arg-max class.
 
     Without a class map each model also gives `in_top5` and `cross_entropy` (seed 001's top-5 and
     cross-entropy). `class_map` (source class -> target class, -1 for none; `evaluate.class_map`)
@@ -77,7 +81,8 @@ def make_condition_step(specs: Mapping[str, PlayerSpec], logits_fn: LogitsFn, fa
         images = jax.lax.switch(family, transforms, images, batch, bank, level, key)
         outputs = {}
         for model, logits in logits_fn(Forward(specs, players), images).items():
-            outputs[model] = {"entropy": losses.entropy(logits)}
+            outputs[model] = {"entropy": losses.entropy(logits),
+                              "confidence": jnp.max(jax.nn.softmax(logits.astype(jnp.float32), axis=-1), axis=-1)}
             if class_map is None:
                 outputs[model].update(prediction=jnp.argmax(logits, axis=-1).astype(jnp.int32),
                                       in_top5=losses.in_top_k(logits, batch["label"], 5),
@@ -141,7 +146,8 @@ def evaluate_conditions(step, players: Mapping[str, Player], split: ArraySplit, 
         scores[family.name] = FamilyScores(
             family.levels, examples, stacked["prediction"],
             {m: v.astype(np.float32) for m, v in stacked["entropy"].items()}, stacked.get("in_top5", {}),
-            {m: v.astype(np.float32) for m, v in stacked.get("cross_entropy", {}).items()})
+            {m: v.astype(np.float32) for m, v in stacked.get("cross_entropy", {}).items()},
+            {m: v.astype(np.float32) for m, v in stacked["confidence"].items()})
     return ConditionScores(np.asarray(split.arrays["label"]), scores)
 
 
@@ -185,11 +191,14 @@ class ConditionScorer:
         self._architectures[name] = (dict(specs), logits_fn)
 
     def score(self, architecture: str, players: Mapping[str, Any], only: Sequence[str] | None = None,
-              families: Sequence[Family] | None = None) -> ConditionScores:
+              families: Sequence[Family] | None = None, split: ArraySplit | None = None) -> ConditionScores:
         """Every family (those named in `only`) over the split; `families` may replace them by the same
-        transforms on other examples (same program). Says how long it took: scoring can take minutes."""
+        transforms on other examples, `split` the split by one of the same fields and shapes (images
+        degraded on the host: JPEG), both in the same program. Says how long it took: scoring can take
+        minutes."""
         start = time.monotonic()
-        scores = evaluate_conditions(self.step(architecture), players, self.split, families or self.families,
+        split = self.split if split is None else split
+        scores = evaluate_conditions(self.step(architecture), players, split, families or self.families,
                                      self.batch_size, self.mesh, num_classes=self.num_classes, seed=self.seed,
                                      bank=self._device_bank, only=only)
         levels = sum(len(f.levels) for f in scores.families.values())

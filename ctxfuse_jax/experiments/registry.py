@@ -16,6 +16,7 @@ EXPERIMENTS = {
     "fusion": "ctxfuse_jax.experiments.fusion.experiment",
     "in9": "ctxfuse_jax.experiments.in9.experiment",
     "master_slave": "ctxfuse_jax.experiments.master_slave.experiment",
+    "robustness": "ctxfuse_jax.experiments.robustness.experiment",
     "supervised": "ctxfuse_jax.experiments.supervised",
 }
 
