@@ -1,4 +1,4 @@
-"""Installs ctxfuse_jax. Extras: cuda, tpu, tests. Converting PyTorch weights needs no extra: .pth files are read without torch."""
+"""Installs ctxfuse_jax. Extras: cuda, tpu, tests, bench. Converting PyTorch weights needs no extra: .pth files are read without torch."""
 
 from setuptools import find_packages, setup
 
@@ -30,6 +30,8 @@ setup(
     extras_require={
         "cuda": ["jax[cuda12]"],
         "tpu": ["jax[tpu]"],
-        "tests": ["pytest>=8", "pytest-xdist>=3", "torch==2.13.0"],
+        "tests": ["pytest>=8", "pytest-xdist>=3", "torch==2.13.0", "nbclient>=0.10", "ipykernel>=6"],
+        # bench/robustness_throughput.py's reference: ImageNet-C's corruptions on the host, a PyTorch forward.
+        "bench": ["torch==2.13.0", "imagecorruptions==1.1.2"],
     },
 )

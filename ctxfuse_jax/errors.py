@@ -4,8 +4,10 @@
 do) and exits with status 2; any other exception is a bug and keeps its traceback. Set
 `CTXFUSE_TRACEBACK=1` to see the traceback of a user error too. Each kind subclasses the builtin
 error a caller would catch without knowing this module (ValueError, FileNotFoundError), so library
-use stays ordinary Python.
+use stays ordinary Python. `Interrupted` is neither: training stopped by a signal, its state saved.
 """
+
+import signal
 
 
 class UserError(Exception):
@@ -34,3 +36,12 @@ class CheckpointError(UserError, RuntimeError):
 
 class MissingWeightsError(WeightsError, FileNotFoundError):
     """A weights file does not exist: the message says where to download and how to convert it."""
+
+
+class Interrupted(Exception):
+    """Raised after SIGINT/SIGTERM once the state is saved; re-running the command resumes."""
+
+    def __init__(self, stage: str, step: int, signum: int, checkpoint_dir: str):
+        super().__init__(f"[{stage}] interrupted by {signal.Signals(signum).name} at step {step}; saved "
+                         f"{checkpoint_dir}/{step}. Run the same command again to resume from there.")
+        self.exit_code = 128 + signum

@@ -14,8 +14,8 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from ctxfuse_jax import config_checks
-from ctxfuse_jax.errors import ConfigError, UserError
+from ctxfuse_jax import runs
+from ctxfuse_jax.errors import ConfigError, Interrupted, UserError
 
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/fusion.py or configs/fusion.py:smoke.",
                                 lock_config=True)
@@ -55,8 +55,10 @@ def main(argv: list[str]) -> None:
     config, workdir = FLAGS.config, FLAGS.workdir
     _exit_on_sigterm(workdir)
     try:
-        config_checks.check_config(config)
-        _run(config, workdir)
+        runs.run(config, workdir, _distributed_options(), FLAGS.tune_host_memory)
+    except Interrupted as stop:  # Training saved its state and stopped on a signal.
+        print(stop, file=sys.stderr, flush=True)
+        sys.exit(stop.exit_code)
     except UserError as error:
         _exit_user_error(error)
     except KeyboardInterrupt:
@@ -64,24 +66,8 @@ def main(argv: list[str]) -> None:
         sys.exit(128 + signal.SIGINT)
 
 
-def _run(config, workdir: str) -> None:
-    """Devices, inputs and the workdir are checked before TensorFlow is imported: a refused run is quick."""
-    import jax
-
-    from ctxfuse_jax import provenance, runtime
-    from ctxfuse_jax import workdir as workdirs
-
-    runtime.setup_jax(_distributed_options(), FLAGS.tune_host_memory)
-    config_checks.check_devices(config, jax.device_count())
-    workdirs.claim(workdir, config, provenance.input_digests(config), write=jax.process_index() == 0)
-    runtime.setup_input_pipeline()
-    _run_experiment(config, workdir)
-
-
 def _distributed_options():
-    """`runtime.Distributed` from the flags; None for a one-process run."""
-    from ctxfuse_jax import runtime
-
+    """`runtime.Distributed` from the flags; None for a one-process run (JAX not imported yet)."""
     given = {name: FLAGS[name].value for name in ("coordinator_address", "num_processes", "process_id")
              if FLAGS[name].value is not None}
     if not FLAGS.distributed:
@@ -92,18 +78,9 @@ def _distributed_options():
         raise ConfigError(f"--num_processes={given['num_processes']}: give 1 or more processes")
     if "process_id" in given and not 0 <= given["process_id"] < given.get("num_processes", given["process_id"] + 1):
         raise ConfigError(f"--process_id={given['process_id']}: it must be in 0 .. num_processes - 1")
+    from ctxfuse_jax import runtime
+
     return runtime.Distributed(**given)
-
-
-def _run_experiment(config, workdir: str) -> None:
-    from ctxfuse_jax.experiments.registry import get_experiment
-    from ctxfuse_jax.train.loop import Interrupted
-
-    try:
-        get_experiment(config.experiment)(config, workdir)
-    except Interrupted as stop:
-        print(stop, file=sys.stderr, flush=True)
-        sys.exit(stop.exit_code)
 
 
 def _exit_user_error(error: UserError) -> None:

@@ -4,6 +4,7 @@ import importlib.util
 import json
 import re
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -62,14 +63,26 @@ def _state_tree(stage_dir: str) -> dict:
     return ocp.PyTreeCheckpointer().restore(os.path.join(stage_dir, "checkpoints", str(steps[-1]), "state"))
 
 
-def test_smoke_pipeline_end_to_end_and_resume(tmp_path):
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """(config, workdir, rows) of one `configs/fusion.py:smoke` run, claimed as the CLI claims it: this
+    file's tests share it and must not change its files."""
+    from ctxfuse_jax import provenance, workdir as workdirs
     from ctxfuse_jax.experiments.fusion import experiment
 
+    root = tmp_path_factory.mktemp("fusion")
     config = load_config("configs/fusion.py", "smoke")
     for data in (config.data, config.streams.fg.data, config.streams.bg.data):
-        data.data_dir = str(tmp_path / "tfds")
-    workdir = str(tmp_path / "run")
-    first = experiment.run(config, workdir)
+        data.data_dir = str(root / "tfds")
+    workdir = str(root / "run")
+    workdirs.claim(workdir, config, provenance.input_digests(config))
+    return config, workdir, experiment.run(config, workdir)
+
+
+def test_smoke_pipeline_end_to_end_and_resume(smoke_run):
+    from ctxfuse_jax.experiments.fusion import experiment
+
+    config, workdir, first = smoke_run
 
     for name in ("report.md", "results.json", "table.csv", "summary.csv", "sweep.png", "gradcam.png", "pca.png"):
         assert os.path.getsize(os.path.join(workdir, name)) > 0, name
@@ -101,3 +114,65 @@ def test_smoke_pipeline_end_to_end_and_resume(tmp_path):
     assert experiment.run(config, workdir) == first
     with open(os.path.join(workdir, "results.json")) as f:
         assert json.load(f)["table"] == json.loads(json.dumps(first[0]))
+
+
+def test_the_finished_workdir_reads_back_every_head_on_its_streams(smoke_run, finished_scores, matches_recorded,
+                                                                   tmp_path):
+    """`read_finished`: per seed the four classifiers on the shared streams, each scoring the test split
+    as its stage recorded (its weights, modules and preprocessing read back); a workdir missing one
+    stage's result is refused, naming the stage."""
+    from ctxfuse_jax.errors import DataError
+    from ctxfuse_jax.experiments.finished import read_finished
+
+    config, workdir, _ = smoke_run
+    finished = read_finished(workdir)
+    assert finished.config.experiment == "fusion" and [m.name for m in finished.models] == ["seed_0"]
+    scores = finished_scores(finished.models[0], finished.data.test, config.heads.train.batch_size)
+    assert sorted(scores) == sorted(["FG", "BG", "Joint", "FG-conv"])
+    for model, values in scores.items():
+        with open(os.path.join(workdir, "seed_0", f"head_{model.lower()}", "eval.json")) as f:
+            assert matches_recorded(values, json.load(f)["metrics"], model) == ["accuracy", "loss", "entropy"]
+
+    copy = tmp_path / "copy"
+    shutil.copytree(workdir, copy)
+    os.remove(copy / "seed_0" / "head_joint" / "eval.json")
+    with pytest.raises(DataError, match="seed_0/head_joint has no eval.json"):
+        read_finished(str(copy))
+
+
+def test_colab_notebook_runs_in_process_on_the_finished_workdir(smoke_run):
+    """launch/colab.ipynb executed end to end in a kernel (nbclient), on this file's smoke run: the run
+    is read back, not trained again; the blur sweep and the robustness report run for real."""
+    import nbclient
+    import nbformat
+
+    config, workdir, _ = smoke_run
+    notebook = nbformat.read(os.path.join(ROOT, "launch", "colab.ipynb"), as_version=4)
+    parameters = next(cell for cell in notebook.cells if cell.source.startswith("# Parameters"))
+    for name, value in (("REPO", ROOT), ("WORKDIR", workdir), ("DATA_DIR", config.data.data_dir)):
+        parameters.source, count = re.subn(rf'^{name} = "[^"]*"', f"{name} = {value!r}", parameters.source,
+                                           flags=re.M)
+        assert count == 1, name
+    # What the cells computed, checked here: sigma 0 leaves the image as it is, and each classifier's
+    # probabilities are a distribution.
+    notebook.cells.append(nbformat.v4.new_code_cell(
+        "import json\n"
+        "print(json.dumps({'identity': float(np.abs(blurred[0] - image / 255.0).max()),\n"
+        "                  'sums': {n: np.abs(p.sum(axis=1) - 1).max().item() for n, p in probs.items()},\n"
+        "                  'sharpest_blur_changes': float(np.abs(blurred[-1] - blurred[0]).mean()),\n"
+        "                  'report': report_dir}))"))
+    nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": ROOT}}).execute()
+
+    images = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs
+              if "image/png" in o.get("data", {})]
+    robustness_figures = [n for n in os.listdir(workdir.rstrip("/") + "_robustness") if n.endswith(".png")]
+    # fusion's sweep, gradcam and pca; the blurred images; the probabilities; the robustness figures
+    assert len(images) == 3 + 2 + len(robustness_figures) and robustness_figures
+    found = json.loads(notebook.cells[-1].outputs[-1]["text"])
+    assert found["identity"] < 1e-6 and found["sharpest_blur_changes"] > 0.01
+    assert {"FG", "BG", "Joint"} <= set(found["sums"]) and max(found["sums"].values()) < 1e-5
+    with open(os.path.join(found["report"], "results.json")) as f:
+        scored = json.load(f)["classifiers"]
+    run = os.path.basename(workdir.rstrip("/"))
+    assert sorted(scored) == sorted(f"{run}/seed_{seed}/{name}" for seed in config.seeds for name in found["sums"])

@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import jax
 import numpy as np
 
+from ctxfuse_jax.errors import Interrupted
 from ctxfuse_jax.files import write_json_atomic
 from ctxfuse_jax.train import sharding
 from ctxfuse_jax.train.checkpoint import Checkpointer, jsonable
@@ -45,15 +46,6 @@ class LoopOptions:
     log_every: int = 50
     checkpoint_every: int = 500
     eval_every: int = 0  # 0: evaluate only at the end.
-
-
-class Interrupted(Exception):
-    """Raised after SIGINT/SIGTERM once the state is saved; re-running the command resumes."""
-
-    def __init__(self, stage: str, step: int, signum: int, checkpoint_dir: str):
-        super().__init__(f"[{stage}] interrupted by {signal.Signals(signum).name} at step {step}; saved "
-                         f"{checkpoint_dir}/{step}. Run the same command again to resume from there.")
-        self.exit_code = 128 + signum
 
 
 class _StopFlag:
