@@ -222,10 +222,14 @@ def check_train(config: Section, key: str = "train", num_train: int | None = Non
 
 
 def check_loop(config: Section, key: str = "loop") -> None:
-    """The training loop's periods (`config_defaults.loop`); `eval_every=0` evaluates only at the end."""
+    """The training loop's periods (`config_defaults.loop`); `eval_every=0` evaluates only at the end;
+    `train=False` refuses to train (`python -m ctxfuse_jax.report`). Configs written before `train`
+    existed lack it: they train."""
     integer(config, key, "log_every", 1)
     integer(config, key, "checkpoint_every", 1)
     integer(config, key, "eval_every", 0, why="0 evaluates only at the end")
+    if "train" in config:
+        boolean(config, key, "train")
 
 
 def _min_embedded_examples() -> int:

@@ -34,8 +34,9 @@ def train(num_epochs: float = 10.0, batch_size: int = 64, label_smoothing: float
 
 
 def loop(log_every: int = 50, checkpoint_every: int = 500, eval_every: int = 0) -> ml_collections.ConfigDict:
+    """train=False: every stage must be finished already (rebuilding a report); none trains."""
     return ml_collections.ConfigDict(dict(log_every=log_every, checkpoint_every=checkpoint_every,
-                                          eval_every=eval_every))
+                                          eval_every=eval_every, train=True))
 
 
 def embedded_data(variant: str = "objects", image_size: int = 64, num_examples: int = 0, context: float = 0.7,

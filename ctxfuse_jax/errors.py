@@ -7,7 +7,12 @@ error a caller would catch without knowing this module (ValueError, FileNotFound
 use stays ordinary Python. `Interrupted` is neither: training stopped by a signal, its state saved.
 """
 
+import os
 import signal
+import sys
+
+USER_ERROR_STATUS = 2
+TRACEBACK_VARIABLE = "CTXFUSE_TRACEBACK"  # set: a user error shows its traceback too
 
 
 class UserError(Exception):
@@ -45,3 +50,11 @@ class Interrupted(Exception):
         super().__init__(f"[{stage}] interrupted by {signal.Signals(signum).name} at step {step}; saved "
                          f"{checkpoint_dir}/{step}. Run the same command again to resume from there.")
         self.exit_code = 128 + signum
+
+
+def exit_user_error(error: UserError) -> None:
+    """What the command-line tools do with a user error: one line on stderr, status 2."""
+    if os.environ.get(TRACEBACK_VARIABLE):
+        raise error
+    print(f"error: {error}", file=sys.stderr, flush=True)
+    sys.exit(USER_ERROR_STATUS)

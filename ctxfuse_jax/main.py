@@ -15,7 +15,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from ctxfuse_jax import runs
-from ctxfuse_jax.errors import ConfigError, Interrupted, UserError
+from ctxfuse_jax.errors import TRACEBACK_VARIABLE, USER_ERROR_STATUS, ConfigError, Interrupted, UserError, exit_user_error
 
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/fusion.py or configs/fusion.py:smoke.",
                                 lock_config=True)
@@ -31,8 +31,6 @@ flags.DEFINE_bool("tune_host_memory", True, "XLA:CPU programs scheduled for low 
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
-USER_ERROR_STATUS = 2
-TRACEBACK_VARIABLE = "CTXFUSE_TRACEBACK"
 
 
 def _exit_on_sigterm(workdir: str) -> None:
@@ -60,7 +58,7 @@ def main(argv: list[str]) -> None:
         print(stop, file=sys.stderr, flush=True)
         sys.exit(stop.exit_code)
     except UserError as error:
-        _exit_user_error(error)
+        exit_user_error(error)
     except KeyboardInterrupt:
         print(_interrupted_message(workdir, signal.SIGINT), file=sys.stderr, flush=True)
         sys.exit(128 + signal.SIGINT)
@@ -81,13 +79,6 @@ def _distributed_options():
     from ctxfuse_jax import runtime
 
     return runtime.Distributed(**given)
-
-
-def _exit_user_error(error: UserError) -> None:
-    if os.environ.get(TRACEBACK_VARIABLE):
-        raise error
-    print(f"error: {error}", file=sys.stderr, flush=True)
-    sys.exit(USER_ERROR_STATUS)
 
 
 def _interrupted_message(workdir: str, signum: int) -> str:

@@ -4,6 +4,7 @@ Bad inputs are in test_cli_errors.py."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -51,3 +52,36 @@ def test_supervised_smoke_run_writes_checkpoints_metrics_and_results(tmp_path):
     # The fingerprint is the hash of the config recorded beside it, and no input files.
     assert results["fingerprint"] == {"experiment": "supervised", "config_sha256": provenance.sha256_of(config),
                                       "inputs": {}}
+
+    _check_report_rebuilds_the_run_without_training(tmp_path)
+
+
+def _check_report_rebuilds_the_run_without_training(tmp_path) -> None:
+    """`python -m ctxfuse_jax.report` on the finished run above (checkpoints 5 and 7): its results come
+    back without training; stopped at step 5 it is refused, not trained on."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "TFDS_DATA_DIR": str(tmp_path / "tfds")}
+    run = tmp_path / "run"
+    before = json.loads((run / "results.json").read_text())
+    (run / "results.json").unlink()
+
+    def report(workdir) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "ctxfuse_jax.report", f"--workdir={workdir}"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    rebuilt = report(run)
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    assert "[classifier] already complete at step 7: skipping" in rebuilt.stdout
+    after = json.loads((run / "results.json").read_text())
+    assert {k: v for k, v in after.items() if k != "fingerprint"} == {k: v for k, v in before.items()
+                                                                      if k != "fingerprint"}
+    recorded = json.loads((run / "config.json").read_text())
+    assert recorded["loop"]["train"] is False
+    assert after["fingerprint"]["config_sha256"] == provenance.sha256_of(recorded)
+
+    shutil.rmtree(run / "classifier" / "checkpoints" / "7")
+    (run / "classifier" / "eval.json").unlink()
+    refused = report(run)
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    assert "is not finished (step 5 of 7) and loop.train is off" in refused.stderr.splitlines()[-1]
+    assert sorted(d for d in os.listdir(run / "classifier" / "checkpoints") if d.isdigit()) == ["5"]
+    assert report(tmp_path / "nothing").returncode == 2

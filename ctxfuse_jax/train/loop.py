@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import jax
 import numpy as np
 
-from ctxfuse_jax.errors import Interrupted
+from ctxfuse_jax.errors import Interrupted, WorkdirError
 from ctxfuse_jax.files import write_json_atomic
 from ctxfuse_jax.train import sharding
 from ctxfuse_jax.train.checkpoint import Checkpointer, jsonable
@@ -46,6 +46,7 @@ class LoopOptions:
     log_every: int = 50
     checkpoint_every: int = 500
     eval_every: int = 0  # 0: evaluate only at the end.
+    train: bool = True  # False: a stage not finished is refused instead of trained (`ctxfuse_jax.report`).
 
 
 class _StopFlag:
@@ -95,6 +96,9 @@ def run_stage(stage: Stage, workdir: str, mesh: jax.sharding.Mesh,
         start = int(jax.device_get(state.step))
         if start >= stage.num_steps:
             print(f"[{stage.name}] already complete at step {start}: skipping", flush=True)
+        elif not options.train:
+            raise WorkdirError(f"{stage_dir} is not finished (step {start} of {stage.num_steps}) and loop.train is "
+                               "off: finish the run first (the same command without --config.loop.train=False)")
         else:
             if start:
                 print(f"[{stage.name}] resuming from step {start} of {stage.num_steps}", flush=True)
