@@ -76,11 +76,13 @@ def _kill_after_checkpoint(processes, checkpoint_dir, logs) -> None:
 def runs(tmp_path_factory):
     """(workdir of one process with two devices, two-process workdir killed after step KILLED_AFTER and resumed, the resumed logs)."""
     base = tmp_path_factory.mktemp("multihost")
-    one = base / "one"
-    subprocess.run(_command(one), cwd=ROOT, env=_env(devices_per_process=2), check=True, capture_output=True)
-    two = base / "two"
+    one, two = base / "one", base / "two"
+    # The reference trains beside the run that is killed: they share nothing but the CPU.
+    reference = subprocess.Popen(_command(one), cwd=ROOT, env=_env(devices_per_process=2),
+                                 stdout=open(base / "one.log", "w"), stderr=subprocess.STDOUT)
     killed = [base / f"killed_{i}.log" for i in range(2)]
     _kill_after_checkpoint(_start_processes(two, killed), two / "classifier" / "checkpoints", killed)
+    _finish([reference], [base / "one.log"])
     resumed = [base / f"resumed_{i}.log" for i in range(2)]
     _finish(_start_processes(two, resumed), resumed)
     return one, two, [open(log).read() for log in resumed]
