@@ -283,7 +283,8 @@ def test_scores_identical_on_one_and_eight_devices():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     outs = []
     for n in (1, 8):
-        env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"}
+        env = {**os.environ, "JAX_PLATFORMS": "cpu",
+               "XLA_FLAGS": f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count={n}"}
         out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, cwd=root, check=True, capture_output=True,
                              text=True).stdout
         outs.append(json.loads(out.strip().splitlines()[-1]))

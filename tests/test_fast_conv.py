@@ -163,7 +163,8 @@ SHARDED = textwrap.dedent("""
 
 
 def test_data_parallel_gradients_on_a_device_mesh():
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count=4"}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run([sys.executable, "-c", SHARDED], env=env, cwd=root, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

@@ -33,7 +33,7 @@ def _command(workdir, *extra: str) -> list[str]:
 
 def _env(devices_per_process: int = 1) -> dict[str, str]:
     return {**os.environ, "JAX_PLATFORMS": "cpu",
-            "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices_per_process}"}
+            "XLA_FLAGS": f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count={devices_per_process}"}
 
 
 def _free_port() -> int:

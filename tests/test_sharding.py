@@ -37,7 +37,7 @@ SCRIPT = textwrap.dedent("""
 
 def _run(num_devices: int) -> dict:
     env = {**os.environ, "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": f"--xla_force_host_platform_device_count={num_devices}"}
+           "XLA_FLAGS": f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count={num_devices}"}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, cwd=root, check=True,
                          capture_output=True, text=True).stdout
