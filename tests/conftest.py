@@ -145,6 +145,25 @@ def matches_recorded():
     return check
 
 
+@pytest.fixture
+def refused_without_stage(tmp_path):
+    """`check(workdir, stage, **choices)`: a copy of the finished `workdir` with `stage`'s eval.json
+    removed is refused by `read_finished`, with a DataError naming the stage."""
+    import shutil
+
+    from ctxfuse_jax.errors import DataError
+    from ctxfuse_jax.experiments.finished import read_finished
+
+    def check(workdir, stage: str, **choices) -> None:
+        copy = tmp_path / "unfinished"
+        shutil.copytree(workdir, copy)
+        os.remove(copy / stage / "eval.json")
+        with pytest.raises(DataError, match=f"{stage} has no eval.json"):
+            read_finished(str(copy), **choices)
+
+    return check
+
+
 @pytest.fixture(scope="session")
 def classifier_names():
     """`names(models, split) -> [classifier]`: what a `FinishedModels`' logits_fn returns, traced on

@@ -4,7 +4,6 @@ import importlib.util
 import json
 import math
 import os
-import shutil
 
 import jax
 import jax.numpy as jnp
@@ -244,11 +243,10 @@ def test_smoke_run_end_to_end(smoke_run):
 
 
 def test_the_finished_workdir_reads_back_every_scored_classifier(smoke_run, finished_scores, matches_recorded,
-                                                                 tmp_path):
+                                                                 refused_without_stage):
     """`read_finished`: per seed every output the study scores (the original at each scale and
     combination, the fine-tuned mixtures, ensembles), each scoring the sharp test split as results.json
     says; a workdir missing one stage's result is refused, naming the stage."""
-    from ctxfuse_jax.errors import DataError
     from ctxfuse_jax.experiments.blur_study import scoring
     from ctxfuse_jax.experiments.finished import read_finished
 
@@ -270,11 +268,7 @@ def test_the_finished_workdir_reads_back_every_scored_classifier(smoke_run, fini
             checked.append(name)
     assert {"original@72", "sharp_d2468@72"} <= set(checked)
 
-    copy = tmp_path / "copy"
-    shutil.copytree(workdir, copy)
-    os.remove(copy / "seed_0" / "sharp_d2468" / "eval.json")
-    with pytest.raises(DataError, match="seed_0/sharp_d2468 has no eval.json"):
-        read_finished(str(copy))
+    refused_without_stage(workdir, "seed_0/sharp_d2468")
 
 
 def test_the_imagenet_preset_starts_from_converted_weights(tmp_path):

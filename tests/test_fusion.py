@@ -4,7 +4,6 @@ import importlib.util
 import json
 import re
 import os
-import shutil
 
 import jax
 import jax.numpy as jnp
@@ -117,11 +116,10 @@ def test_smoke_pipeline_end_to_end_and_resume(smoke_run):
 
 
 def test_the_finished_workdir_reads_back_every_head_on_its_streams(smoke_run, finished_scores, matches_recorded,
-                                                                   tmp_path):
+                                                                   refused_without_stage):
     """`read_finished`: per seed the four classifiers on the shared streams, each scoring the test split
     as its stage recorded (its weights, modules and preprocessing read back); a workdir missing one
     stage's result is refused, naming the stage."""
-    from ctxfuse_jax.errors import DataError
     from ctxfuse_jax.experiments.finished import read_finished
 
     config, workdir, _ = smoke_run
@@ -133,11 +131,7 @@ def test_the_finished_workdir_reads_back_every_head_on_its_streams(smoke_run, fi
         with open(os.path.join(workdir, "seed_0", f"head_{model.lower()}", "eval.json")) as f:
             assert matches_recorded(values, json.load(f)["metrics"], model) == ["accuracy", "loss", "entropy"]
 
-    copy = tmp_path / "copy"
-    shutil.copytree(workdir, copy)
-    os.remove(copy / "seed_0" / "head_joint" / "eval.json")
-    with pytest.raises(DataError, match="seed_0/head_joint has no eval.json"):
-        read_finished(str(copy))
+    refused_without_stage(workdir, "seed_0/head_joint")
 
 
 def test_colab_notebook_runs_in_process_on_the_finished_workdir(smoke_run):
