@@ -6,7 +6,8 @@
     python -m ctxfuse_jax.main --config=configs/robustness.py --workdir=/tmp/rob_two \\
         --config.workdirs='("/tmp/sup", "/tmp/vgg")' --config.baseline=vgg/classifier/vgg16
 
-Every classifier each workdir holds (`experiments.finished`) is scored on its own test split: clean,
+A bg_invariant workdir holding several datasets is named with one of them, `PATH:DATASET` (e.g.
+`"/tmp/bg:objects"`): each dataset has its own test split. Every classifier each workdir holds (`experiments.finished`) is scored on its own test split: clean,
 under every level of every corruption (ImageNet-C's severities 1-5; JPEG and JPEG 2000 round trips
 run on the host), each in the whole image and, where the split has object masks, in the foreground
 or the background only, and on the IN-9 background variants. `baseline` is the classifier the
@@ -33,7 +34,7 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
     preset = defaults.preset_name(preset, PRESETS, "configs/robustness.py")
     config = ml_collections.ConfigDict()
     config.experiment = "robustness"
-    config.workdirs = ()  # finished workdirs of any experiment: name at least one
+    config.workdirs = ()  # finished workdirs of any experiment (PATH or PATH:DATASET): name at least one
     config.baseline = ""  # the mCE reference, e.g. "sup/classifier/resnet18"; '': the first classifier scored
     # name -> a degradation preset (`degrade.presets`) and its levels, in increasing severity.
     config.corruptions = ml_collections.ConfigDict(dict(

@@ -1019,37 +1019,47 @@ def check_master_slave(config: Section) -> None:
 # --- robustness: any finished workdir's classifiers under every corruption ---------------------
 
 
-def _check_finished_workdir(key: str, path: Any) -> None:
-    """A workdir whose run ended (results.json written, every stage with checkpoints finished), of an
-    experiment that trains classifiers; read, never written."""
-    from ctxfuse_jax.workdir import CONFIG_FILE, STAGE_RESULT_FILE  # light: json and os
+def _check_finished_workdir(key: str, spec: Any) -> None:
+    """`PATH` or `PATH:DATASET`: a workdir whose run ended (results.json written, every stage with
+    checkpoints finished), of an experiment that trains classifiers, and one of its datasets where
+    it holds several (bg_invariant); read, never written."""
+    from ctxfuse_jax.workdir import CONFIG_FILE, STAGE_RESULT_FILE, workdir_and_choices  # light: json and os
 
-    if not isinstance(path, str) or not path:
-        fail(key, path, "must be the path of a finished workdir")
+    if not isinstance(spec, str) or not spec:
+        fail(key, spec, "must be the path of a finished workdir")
+    path, choices = workdir_and_choices(spec)
     train = "train there first with `python -m ctxfuse_jax.main --config=configs/<experiment>.py --workdir=...`"
     if not os.path.isdir(path):
-        fail(key, path, f"no such directory; {train}")
+        fail(key, spec, f"no such directory {path}; {train}")
     stored = os.path.join(path, CONFIG_FILE)
     try:
         with open(stored) as f:
-            experiment = json.load(f).get("experiment")
+            recorded = json.load(f)
+        experiment = recorded.get("experiment")
     except (OSError, ValueError, AttributeError):
-        fail(key, path, f"holds no readable {CONFIG_FILE}, so no ctxfuse_jax run; {train}")
+        fail(key, spec, f"holds no readable {CONFIG_FILE}, so no ctxfuse_jax run; {train}")
     if experiment not in experiments.EXPERIMENTS or experiment == "robustness":
-        fail(key, path, f"holds a {experiment!r} run, which has no classifiers to score")
+        fail(key, spec, f"holds a {experiment!r} run, which has no classifiers to score")
+    datasets = list(recorded.get("datasets", {})) if experiment == "bg_invariant" else []
+    if "dataset" in choices and choices["dataset"] not in datasets:
+        fail(key, spec, f"names the dataset {choices['dataset']!r}, but that {experiment} run holds "
+                        + (f"the datasets {datasets}" if datasets else "no datasets to choose from"))
+    if "dataset" not in choices and len(datasets) > 1:
+        fail(key, spec, f"holds the datasets {datasets}: name one as PATH:DATASET, e.g. '{path}:{datasets[0]}'")
     unfinished = sorted(os.path.relpath(root, path) for root, dirs, files in os.walk(path)
                         if "checkpoints" in dirs and STAGE_RESULT_FILE not in files)
     if unfinished or not os.path.isfile(os.path.join(path, "results.json")):
         what = f"stage {unfinished[0]} has no {STAGE_RESULT_FILE}" if unfinished else "it has no results.json"
-        fail(key, path, f"is not finished ({what}): run its config there to the end first")
+        fail(key, spec, f"is not finished ({what}): run its config there to the end first")
 
 
 def check_robustness(config: Section) -> None:
     """configs/robustness.py: finished workdirs, the corruptions (preset levels), regions, variants, eval."""
     from ctxfuse_jax.experiments.robustness import conditions as robustness_conditions  # light: no TensorFlow
 
-    workdirs = distinct_tuple(config, "", "workdirs", "paths of finished workdirs, e.g. "
-                              "--config.workdirs='(\"/tmp/sup\",)'", lambda p: isinstance(p, str) and bool(p))
+    workdirs = distinct_tuple(config, "", "workdirs", "paths of finished workdirs (PATH:DATASET for one dataset "
+                              "of a bg_invariant run), e.g. --config.workdirs='(\"/tmp/sup\",)'",
+                              lambda p: isinstance(p, str) and bool(p))
     for index, path in enumerate(workdirs):
         _check_finished_workdir(f"workdirs[{index}]", path)
     string(config, "", "baseline")

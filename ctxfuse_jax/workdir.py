@@ -22,6 +22,16 @@ NOT_RESULTS = ("loop.",)
 _MAX_LISTED = 6
 
 
+def workdir_and_choices(spec: str) -> tuple[str, dict[str, str]]:
+    """`PATH` or `PATH:DATASET` (a ':' in the last path component, as configs take `file.py:preset`):
+    the workdir and the `read_finished` choices that name one dataset of a run holding several."""
+    head, tail = os.path.split(spec)
+    if ":" not in tail:
+        return spec, {}
+    tail, _, dataset = tail.rpartition(":")
+    return os.path.join(head, tail), {"dataset": dataset}
+
+
 def claim(workdir: str, config: ml_collections.ConfigDict, inputs: Mapping[str, Any], write: bool = True) -> None:
     """Refuses `workdir` if it holds another run, else records this run's config and inputs there.
 

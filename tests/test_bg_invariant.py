@@ -3,7 +3,6 @@
 import importlib.util
 import json
 import os
-import shutil
 import signal
 
 import jax
@@ -342,7 +341,7 @@ def test_smoke_run_scores_every_method_under_every_condition(smoke_run):
 
 
 def test_the_finished_workdir_reads_back_every_method_of_each_dataset(smoke_run, finished_scores, matches_recorded,
-                                                                       tmp_path):
+                                                                       refused_without_stage):
     """`read_finished`: per dataset and seed a classifier per method, named as the report names them,
     each scoring the plain-background test split as its stage recorded; with several datasets one must
     be named; a workdir missing one stage's result is refused, naming the stage."""
@@ -365,8 +364,9 @@ def test_the_finished_workdir_reads_back_every_method_of_each_dataset(smoke_run,
             # Phase 3's stages record accuracy alone; the classification stages their loss and entropy too.
             assert len(compared) == (3 if method in ("vanilla", "attention") else 1)
 
-    copy = tmp_path / "copy"
-    shutil.copytree(run_dir, copy)
-    os.remove(copy / "digits" / "seed_0" / "attention" / "eval.json")
-    with pytest.raises(DataError, match="digits/seed_0/attention has no eval.json"):
-        read_finished(str(copy), dataset="digits")
+    # The robustness report names one dataset as PATH:DATASET.
+    from ctxfuse_jax.experiments.robustness.experiment import read_sources
+
+    (source,) = read_sources([f"{run_dir}:objects"])
+    assert source.label == "run" and [m.name for m in source.finished.models] == ["objects/seed_0"]
+    refused_without_stage(run_dir, "digits/seed_0/attention", dataset="digits")

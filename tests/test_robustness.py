@@ -149,7 +149,7 @@ def test_a_missing_or_unfinished_workdir_is_one_line_and_status_2(trained, tmp_p
     unfinished = tmp_path / "half"
     shutil.copytree(trained[0], unfinished)
     os.remove(unfinished / "classifier" / "eval.json")
-    cases = {str(tmp_path / "nope"): "no such directory; train there first",
+    cases = {str(tmp_path / "nope"): f"no such directory {tmp_path / 'nope'}; train there first",
              str(unfinished): "is not finished (stage classifier has no eval.json): run its config there"}
     for path, expected in cases.items():
         result = _cli(f"--config.workdirs=('{path}',)", f"--workdir={tmp_path / 'rob'}", cwd=ROOT)
@@ -158,6 +158,30 @@ def test_a_missing_or_unfinished_workdir_is_one_line_and_status_2(trained, tmp_p
         assert len(lines) == 1 and lines[0].startswith(f"error: config.workdirs[0]={path!r}: "), lines
         assert expected in lines[0], lines[0]
         assert not (tmp_path / "rob").exists()
+
+
+def test_a_dataset_is_named_exactly_where_a_workdir_holds_several(trained, tmp_path):
+    """`PATH:DATASET` picks one dataset of a bg_invariant run; with several, leaving it out is refused at
+    start-up, as is a dataset the run lacks or one named for a run without datasets."""
+    from ctxfuse_jax.errors import ConfigError
+
+    two = tmp_path / "bg"
+    two.mkdir()
+    recorded = {"experiment": "bg_invariant", "datasets": {"digits": {}, "objects": {}}}
+    (two / "config.json").write_text(json.dumps(recorded))
+    (two / "results.json").write_text("{}")
+    assert workdir.workdir_and_choices(f"{two}:objects") == (str(two), {"dataset": "objects"})
+    assert workdir.workdir_and_choices("/runs/a:b/sup") == ("/runs/a:b/sup", {})  # ':' only in the last part
+    config = load_config("robustness", "smoke")
+    config.workdirs = (f"{two}:objects", f"{two}:digits", trained[0])
+    config_checks.check_config(config)
+    cases = {str(two): r"holds the datasets \['digits', 'objects'\]: name one as PATH:DATASET",
+             f"{two}:faces": "names the dataset 'faces', but that bg_invariant run holds the datasets",
+             f"{trained[0]}:digits": "but that supervised run holds no datasets to choose from"}
+    for spec, expected in cases.items():
+        config.workdirs = (spec,)
+        with pytest.raises(ConfigError, match=expected):
+            config_checks.check_config(config)
 
 
 # --- end to end ---------------------------------------------------------------------------------

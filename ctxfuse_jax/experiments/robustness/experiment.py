@@ -34,7 +34,7 @@ from ctxfuse_jax.experiments.robustness import conditions, measures, report
 from ctxfuse_jax.train import sharding
 from ctxfuse_jax.train.forward import Forward
 from ctxfuse_jax.train.state import Player
-from ctxfuse_jax.workdir import CONFIG_FILE
+from ctxfuse_jax.workdir import CONFIG_FILE, workdir_and_choices
 
 METRICS = ("accuracy", "entropy", "ece")
 Key = tuple[str, str, str]  # (condition, severity, region)
@@ -181,8 +181,11 @@ def score_group(sources: Sequence[Source], split: ArraySplit, num_classes: int, 
     return classifiers, skipped
 
 
-def read_sources(workdirs: Sequence[str]) -> list[Source]:
-    return [Source(label, read_finished(path)) for label, path in zip(workdir_labels(workdirs), workdirs)]
+def read_sources(specs: Sequence[str]) -> list[Source]:
+    """Each `PATH` or `PATH:DATASET` of `config.workdirs`, labelled by its workdir."""
+    paths, choices = zip(*map(workdir_and_choices, specs))
+    return [Source(label, read_finished(path, **chosen))
+            for label, path, chosen in zip(workdir_labels(paths), paths, choices)]
 
 
 def choose_baseline(config: ml_collections.ConfigDict, names: Sequence[str]) -> str:
@@ -294,7 +297,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                "test_images": c.test_images, "regions": list(c.regions), **summaries[name],
                                "metrics": report.nested(c.outcomes)} for name, c in classifiers.items()},
         "skipped": skipped,
-        "sources": {path: source_digests(path) for path in config.workdirs},
+        "sources": {spec: source_digests(workdir_and_choices(spec)[0]) for spec in config.workdirs},
         "fingerprint": provenance.run_fingerprint(config),
     }
     results["seconds"] = time.monotonic() - start
