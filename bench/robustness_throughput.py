@@ -39,6 +39,7 @@ BATCH = 32  # both sides
 WEIGHT = "weight:"
 OURS = "ours: corrupt on device + forward, one jitted step (JAX)"
 OURS_CLEAN = "ours, forward only (the clean images, as many)"
+OURS_CORRUPT = "ours, corrupting only (the same presets, jitted, on device)"
 REFERENCE = "reference: imagecorruptions on the host + PyTorch forward"
 LOGIT_TOLERANCE = 1e-3  # of the largest logit: float32 summation orders differ
 
@@ -169,6 +170,29 @@ def ours_step(data_path: str, severity: int, batch_size: int = BATCH, clean: boo
     return step
 
 
+def ours_corrupt_step(data_path: str, severity: int, batch_size: int = BATCH) -> harness.Step:
+    """Each call corrupts every image under every corruption with the presets the condition step
+    applies (`degrade.presets`), one jitted program per corruption, nothing classified: the
+    counterpart of the reference's corrupting alone."""
+    import jax
+
+    from ctxfuse_jax.degrade import presets
+
+    images = _load(data_path)["image"]
+    batches = [jax.device_put(images[start:start + batch_size].astype(np.float32) / 255)
+               for start in range(0, len(images), batch_size)]
+    corrupt = {name: jax.jit(presets.get_preset(f"imagenet_c/{name}")[str(severity)]) for name in CORRUPTIONS}
+    key = jax.random.PRNGKey(0)
+
+    def step() -> harness.Parts:
+        for name, fn in corrupt.items():
+            for i, batch in enumerate(batches):
+                fn(batch, jax.random.fold_in(key, i)).block_until_ready()
+        return harness.Parts({})
+
+    return step
+
+
 def reference_step(data_path: str, severity: int, batch_size: int = BATCH) -> harness.Step:
     """Each call corrupts every image with imagecorruptions, one image at a time, and classifies the
     corrupted images in batches with the PyTorch ResNet18."""
@@ -216,23 +240,29 @@ def main(num_images: int = 64, severity: int = 3, rounds: int = 3) -> str:
             OURS: harness.Workload(f"{module}:ours_step", {"data_path": data_path, "severity": severity}, items),
             OURS_CLEAN: harness.Workload(f"{module}:ours_step", {"data_path": data_path, "severity": severity,
                                                                    "clean": True}, items),
+            OURS_CORRUPT: harness.Workload(f"{module}:ours_corrupt_step", {"data_path": data_path,
+                                                                          "severity": severity}, items),
             REFERENCE: harness.Workload(f"{module}:reference_step", {"data_path": data_path, "severity": severity},
                                         items, tune_host_memory=False),
         }, rounds=rounds, steps=1)
-    ours, reference, forward = results[OURS], results[REFERENCE], results[OURS_CLEAN]
+    ours, reference, forward, corrupting = results[OURS], results[REFERENCE], results[OURS_CLEAN], results[OURS_CORRUPT]
+    reference_corrupting_per_s = items / reference.part_median_s("corrupt s")
     lines = ["| method | images/s (median) | vs reference | median call (s) | first call (s) | "
              "corrupt / forward (s) | accuracy | peak RSS (MiB) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in (ours, forward, reference):
+    for r in (ours, forward, corrupting, reference):
         split = (f"{r.part_median_s('corrupt s'):.2f} / {r.part_median_s('forward s'):.2f}" if "corrupt s" in r.parts
                  else f"{r.median_s - forward.median_s:.2f} / {forward.median_s:.2f} (by difference)" if r is ours
-                 else f"- / {r.median_s:.2f}")
+                 else f"{r.median_s:.2f} / -" if r is corrupting else f"- / {r.median_s:.2f}")
+        accuracy = f"{r.part_median_s('accuracy'):.3f}" if "accuracy" in r.parts else "-"
         lines.append(f"| {r.name} | {r.per_s:.1f} | {r.per_s / reference.per_s:.2f}x | {r.median_s:.2f} | "
-                     f"{r.first_step_s:.1f} | {split} | {r.part_median_s('accuracy'):.3f} | {r.peak_rss_mib:.0f} |")
+                     f"{r.first_step_s:.1f} | {split} | {accuracy} | {r.peak_rss_mib:.0f} |")
     first = ours.first_parts
     return (f"{num_images} images x {len(CORRUPTIONS)} corruptions ({', '.join(CORRUPTIONS)}) at severity {severity}, "
             f"{SIZE} px, {ARCH} width {WIDTH}, {NUM_CLASSES} classes, batch {BATCH}; {os.cpu_count()} CPUs, "
             f"{rounds} timed calls each.\n\n" + "\n".join(lines) + "\n\n"
-            f"Ratio ours / reference: **{ours.per_s / reference.per_s:.1f}x**. Ours, first call: "
+            f"Ratio ours / reference: **{ours.per_s / reference.per_s:.1f}x**. Corrupting alone: ours "
+            f"{corrupting.per_s:.0f} images/s, imagecorruptions {reference_corrupting_per_s:.0f} images/s (its part of "
+            f"the reference's calls): **{corrupting.per_s / reference_corrupting_per_s:.1f}x**. Ours, first call: "
             f"{first['compilations']:.0f} compilations in {first['compile s']:.1f} s; the condition step is "
             f"{first['step programs']:.0f} program for all corruptions; timed calls: "
             f"{sum(ours.parts.get('compilations', ())):.0f} compilations. Timed calls (s): ours "
